@@ -1,0 +1,26 @@
+//! Sample entities for the documentation's examples.
+
+/// A tenant-scoped blog post.
+pub mod post {
+    use sea_orm::entity::prelude::*;
+
+    /// A post: one row per tenant and slug.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
+    #[sea_orm(table_name = "post")]
+    #[tenant(unique(slug))]
+    pub struct Model {
+        /// The primary key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// The owning tenant.
+        pub tenant_id: Uuid,
+        /// Unique within a tenant.
+        pub slug: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

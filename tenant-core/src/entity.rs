@@ -1,0 +1,44 @@
+//! The traits `#[derive(TenantScoped)]` implements: every entity reachable through
+//! [`TenantDb`](crate::TenantDb) must have declared whether it is tenant-owned or shared.
+
+use sea_orm::EntityTrait;
+
+use crate::schema::TableSpec;
+
+/// An entity that has declared its tenancy: tenant-owned ([`TenantScoped`]) or deliberately
+/// shared across tenants (`#[tenant(global)]`).
+///
+/// Only such entities can be queried through [`TenantDb`](crate::TenantDb). Implemented by
+/// `#[derive(TenantScoped)]`; do not implement it by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has not declared its tenancy",
+    label = "this entity cannot be used through `TenantDb`",
+    note = "add `#[derive(TenantScoped)]` to the entity's `Model` (with `#[tenant(global)]` for a table shared by every tenant)"
+)]
+pub trait Tenancy: EntityTrait<Model: Send + Sync> {
+    /// The tenant column, or `None` for a global entity.
+    fn tenant_column() -> Option<Self::Column>;
+
+    /// The indexes, uniques and keys the declaration asks for.
+    fn table_spec() -> TableSpec<Self>;
+}
+
+/// A tenant-owned entity: every row belongs to exactly one tenant.
+///
+/// Implemented by `#[derive(TenantScoped)]` on an entity's `Model`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not tenant-scoped",
+    label = "`TenantRepo` needs an entity with a tenant column",
+    note = "add `#[derive(TenantScoped)]` to the entity's `Model` with a `tenant_id: Uuid` field; a table shared by every tenant is `#[tenant(global)]` and is read with `Entity::find()` instead"
+)]
+pub trait TenantScoped: Tenancy {
+    /// The column that holds the owning tenant's id.
+    const TENANT_COLUMN: Self::Column;
+}
+
+/// The table name of `E`, for messages.
+pub(crate) fn table_name<E: EntityTrait>() -> &'static str {
+    // `table_name` returns `&'static str` for every derived entity; the schema name is not part
+    // of the messages.
+    E::default().table_name()
+}

@@ -1,0 +1,65 @@
+//! The one error type of the crate.
+
+/// Everything a tenant-scoped operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No tenant is in scope: the operation was refused rather than run unscoped.
+    #[error(
+        "no tenant in scope; run this inside `tenant::scope(id, ..)`, or use `tenant::spawn` instead of `tokio::spawn` to carry the tenant into a task"
+    )]
+    NoTenant,
+    /// The row does not exist in the current tenant (it may exist in another one; we do not say).
+    #[error("no `{entity}` row with this key in the current tenant")]
+    NotFound {
+        /// The table name of the entity.
+        entity: &'static str,
+    },
+    /// A write carried a tenant id other than the one in scope, or tried to change it.
+    #[error(
+        "`{entity}` row carries tenant {found}, but the scope is tenant {scope}; leave the tenant column unset and the scope stamps it"
+    )]
+    CrossTenant {
+        /// The table name of the entity.
+        entity: &'static str,
+        /// The tenant in scope.
+        scope: String,
+        /// The tenant the row carried.
+        found: String,
+    },
+    /// A transaction begun for one tenant was used inside another tenant's scope.
+    #[error(
+        "this transaction belongs to tenant {bound}, but the scope is tenant {scope}; begin a new transaction inside the inner scope"
+    )]
+    ScopeMismatch {
+        /// The tenant the transaction was begun for.
+        bound: String,
+        /// The tenant in scope at the time of use.
+        scope: String,
+    },
+    /// A system scope tried to insert a row without saying which tenant owns it.
+    #[error(
+        "`{entity}` row has no tenant id and a system scope has no tenant to stamp; set the tenant column explicitly"
+    )]
+    MissingTenant {
+        /// The table name of the entity.
+        entity: &'static str,
+    },
+    /// Text that is not a valid tenant id.
+    #[error(
+        "`{input}` is not a tenant id; expected a UUID such as `6f1c2a9e-1d4b-4c3e-9f5a-2b7d8e9f0a1b`"
+    )]
+    InvalidTenantId {
+        /// The rejected input (at most 64 characters of it).
+        input: String,
+        /// Why the UUID parser rejected it.
+        #[source]
+        source: uuid::Error,
+    },
+    /// The database refused or failed the statement.
+    #[error("database error")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

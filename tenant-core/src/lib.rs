@@ -1,0 +1,89 @@
+//! The runtime of the [`tenant`](https://docs.rs/tenant) crate: the tenant context, the scoped
+//! connection, scoped queries and writes, and the schema a tenancy declaration implies.
+//!
+//! Users depend on the `tenant` facade, which re-exports this crate and adds the derive.
+
+mod context;
+mod db;
+mod entity;
+mod error;
+mod id;
+mod repo;
+mod schema;
+mod select;
+mod write;
+
+pub use context::{SystemScope, current, scope, spawn};
+pub use db::{AssertUnscoped, TenantConnection, TenantDb, TenantTxn};
+pub use entity::{Tenancy, TenantScoped};
+pub use error::{Error, Result};
+pub use id::{TenantId, TenantKey};
+pub use repo::TenantRepo;
+pub use schema::{Table, TableSpec, TableStatements, create_schema, table, table_statements};
+pub use select::{IntoModel, IntoTuple, Paginator, Scoped};
+pub use write::{DeleteById, Insert, InsertMany, Update};
+
+/// What generated code calls. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::context::Access;
+    pub use crate::db::Exec;
+    pub use crate::write::{delete, insert, save, update};
+    pub use sea_orm;
+    pub use uuid;
+
+    use sea_orm::{EntityTrait, ModelTrait, PrimaryKeyTrait, Related, Select};
+
+    use crate::{Scoped, Tenancy};
+
+    /// `Entity::find()` for a declared entity.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the select is made; `Scoped` adds the predicate"
+    )]
+    pub fn find<E: Tenancy>() -> Scoped<Select<E>> {
+        Scoped::new(<E as EntityTrait>::find())
+    }
+
+    /// `Entity::find_by_id(..)` for a declared entity.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the select is made; `Scoped` adds the predicate"
+    )]
+    pub fn find_by_id<E: Tenancy>(
+        id: impl Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
+    ) -> Scoped<Select<E>> {
+        Scoped::new(<E as EntityTrait>::find_by_id(id))
+    }
+
+    /// `Model::find_related(..)` for a declared entity.
+    pub fn find_related<M, R>(model: &M, r: R) -> Scoped<Select<R>>
+    where
+        M: ModelTrait,
+        M::Entity: Related<R>,
+        R: Tenancy,
+    {
+        Scoped::new(ModelTrait::find_related(model, r))
+    }
+
+    /// `Entity::update_many()` for a tenant-scoped entity.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the update is made; `Scoped` adds the predicate"
+    )]
+    pub fn update_many<E: crate::TenantScoped>() -> Scoped<sea_orm::UpdateMany<E>> {
+        Scoped::new(<E as EntityTrait>::update_many())
+    }
+
+    /// `Entity::delete_many()` for a tenant-scoped entity.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the delete is made; `Scoped` adds the predicate"
+    )]
+    pub fn delete_many<E: crate::TenantScoped>() -> Scoped<sea_orm::DeleteMany<E>> {
+        Scoped::new(<E as EntityTrait>::delete_many())
+    }
+
+    /// Asserts at the user's field type that it can hold a tenant id.
+    pub const fn assert_tenant_key<T: crate::TenantKey>() {}
+}

@@ -1,0 +1,453 @@
+//! Writes: every insert is stamped with the tenant in scope, every update and delete is limited
+//! to it, and no write can move a row to another tenant.
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ActiveValue, DbErr, DeleteMany, EntityTrait, IdenStatic,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, UpdateMany, Value,
+};
+
+use crate::context::{Access, audit_system};
+use crate::db::{self, TenantConnection};
+use crate::entity::{TenantScoped, table_name};
+use crate::select::{Scoped, predicate};
+use crate::{Error, Result};
+
+type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+
+/// Sets the tenant column of an insert to the tenant in scope. A row that already names another
+/// tenant is refused, never silently rewritten.
+fn stamp<A>(am: &mut A, access: &Access) -> Result<()>
+where
+    A: ActiveModelTrait,
+    A::Entity: TenantScoped,
+{
+    let column = <A::Entity as TenantScoped>::TENANT_COLUMN;
+    let entity = table_name::<A::Entity>();
+    let given = match am.get(column) {
+        ActiveValue::Set(v) | ActiveValue::Unchanged(v) => Some(v),
+        ActiveValue::NotSet => None,
+    };
+    match access {
+        Access::Tenant(id) => {
+            let want = id.to_value();
+            match given {
+                Some(v) if v != want => Err(Error::CrossTenant {
+                    entity,
+                    scope: id.to_string(),
+                    found: describe(&v),
+                }),
+                _ => {
+                    am.set(column, want);
+                    Ok(())
+                }
+            }
+        }
+        Access::System(reason) => match given {
+            Some(v) if v != Value::Uuid(None) => {
+                audit_system(reason, "insert", entity);
+                am.set(column, v);
+                Ok(())
+            }
+            _ => Err(Error::MissingTenant { entity }),
+        },
+    }
+}
+
+/// Refuses an update that would change the tenant column, and keeps the column out of the `SET`
+/// list: the tenant of a row is fixed at insert.
+fn freeze_tenant<A>(am: &mut A, access: &Access) -> Result<()>
+where
+    A: ActiveModelTrait,
+    A::Entity: TenantScoped,
+{
+    let column = <A::Entity as TenantScoped>::TENANT_COLUMN;
+    if let (ActiveValue::Set(v), Access::Tenant(id)) = (am.get(column), access)
+        && v != id.to_value()
+    {
+        return Err(Error::CrossTenant {
+            entity: table_name::<A::Entity>(),
+            scope: id.to_string(),
+            found: describe(&v),
+        });
+    }
+    if let ActiveValue::Set(_) = am.get(column) {
+        // Never in the `SET` list: the returned row still carries it, read back from the table.
+        am.not_set(column);
+    }
+    Ok(())
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Uuid(Some(id)) => id.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn not_found<E: EntityTrait>(err: DbErr) -> Error {
+    match err {
+        DbErr::RecordNotUpdated | DbErr::RecordNotInserted | DbErr::RecordNotFound(_) => {
+            Error::NotFound {
+                entity: table_name::<E>(),
+            }
+        }
+        other => Error::Db(other),
+    }
+}
+
+/// Inserts one row, stamped with the tenant in scope, and returns it as stored.
+pub async fn insert<A, C>(conn: &C, am: A) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+{
+    let access = db::access(conn)?;
+    let exec = db::exec(conn);
+    let mut am = am.before_save(&exec, true).await?;
+    // Stamped after the hook, so a hook cannot move the row to another tenant.
+    stamp(&mut am, &access)?;
+    let model = A::Entity::insert(am).exec_with_returning(&exec).await?;
+    Ok(A::after_save(model, &exec, true).await?)
+}
+
+/// Inserts many rows, each stamped, and returns them as stored. Refuses all of them when any
+/// names another tenant.
+pub(crate) async fn insert_many<A, C, I>(conn: &C, models: I) -> Result<Vec<ModelOf<A>>>
+where
+    A: ActiveModelTrait + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+    I: IntoIterator<Item = A>,
+{
+    let access = db::access(conn)?;
+    let mut rows = Vec::new();
+    for mut am in models {
+        stamp(&mut am, &access)?;
+        rows.push(am);
+    }
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let exec = db::exec(conn);
+    Ok(A::Entity::insert_many(rows)
+        .exec_with_returning(&exec)
+        .await?)
+}
+
+/// Updates one row by primary key within the tenant in scope. Another tenant's row is
+/// [`Error::NotFound`] with nothing written.
+pub async fn update<A, C>(conn: &C, am: A) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+{
+    let access = db::access(conn)?;
+    let exec = db::exec(conn);
+    let mut am = am.before_save(&exec, false).await?;
+    freeze_tenant(&mut am, &access)?;
+    let mut query = A::Entity::update(am).validate()?;
+    if let Some(p) = predicate::<A::Entity, C>(conn, "update")? {
+        query = query.filter(p);
+    }
+    let model = query.exec(&exec).await.map_err(not_found::<A::Entity>)?;
+    Ok(A::after_save(model, &exec, false).await?)
+}
+
+/// Inserts when the primary key is unset, updates otherwise.
+pub async fn save<A, C>(conn: &C, am: A) -> Result<A>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+{
+    let is_insert =
+        <A::Entity as EntityTrait>::PrimaryKey::iter().any(|key| am.is_not_set(key.into_column()));
+    let model = if is_insert {
+        insert(conn, am).await?
+    } else {
+        update(conn, am).await?
+    };
+    Ok(model.into_active_model())
+}
+
+/// Deletes one row by its primary key within the tenant in scope; [`Error::NotFound`] otherwise.
+pub async fn delete<A, C>(conn: &C, am: A) -> Result<()>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    A::Entity: TenantScoped,
+    C: TenantConnection,
+{
+    let exec = db::exec(conn);
+    let am = am.before_delete(&exec).await?;
+    let mut query = A::Entity::delete(am.clone()).validate()?;
+    if let Some(p) = predicate::<A::Entity, C>(conn, "delete")? {
+        query = query.filter(p);
+    }
+    let result = query.exec(&exec).await?;
+    if result.rows_affected == 0 {
+        return Err(Error::NotFound {
+            entity: table_name::<A::Entity>(),
+        });
+    }
+    am.after_delete(&exec).await?;
+    Ok(())
+}
+
+/// Deletes the row with primary key `id` in the tenant in scope; [`Error::NotFound`] otherwise.
+pub(crate) async fn delete_by_id<E, C, K>(conn: &C, id: K) -> Result<()>
+where
+    E: TenantScoped,
+    C: TenantConnection,
+    K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
+{
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the predicate is added on the next line"
+    )]
+    let mut query = E::delete_by_id(id);
+    if let Some(p) = predicate::<E, C>(conn, "delete")? {
+        query = query.filter(p);
+    }
+    let result = query.exec(&db::exec(conn)).await?;
+    if result.rows_affected == 0 {
+        return Err(Error::NotFound {
+            entity: table_name::<E>(),
+        });
+    }
+    Ok(())
+}
+
+/// Inserts the row, or updates the row of the current tenant that has the same primary key.
+///
+/// A conflict with another tenant's row never touches it: the update carries the tenant
+/// predicate, and the result is [`Error::NotFound`].
+pub(crate) async fn upsert<A, C>(conn: &C, am: A) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+{
+    let keys: Vec<_> = <A::Entity as EntityTrait>::PrimaryKey::iter()
+        .map(PrimaryKeyToColumn::into_column)
+        .collect();
+    upsert_on_columns(conn, am, keys).await
+}
+
+/// Like [`upsert`], with the conflict target `(tenant column, columns..)`: a per-tenant unique.
+pub(crate) async fn upsert_on<A, C, I>(conn: &C, am: A, columns: I) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+    I: IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
+{
+    let mut target = vec![<A::Entity as TenantScoped>::TENANT_COLUMN];
+    target.extend(columns);
+    upsert_on_columns(conn, am, target).await
+}
+
+async fn upsert_on_columns<A, C>(
+    conn: &C,
+    mut am: A,
+    target: Vec<<A::Entity as EntityTrait>::Column>,
+) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+{
+    let access = db::access(conn)?;
+    stamp(&mut am, &access)?;
+    let tenant_column = <A::Entity as TenantScoped>::TENANT_COLUMN;
+    // The tenant column is always in the update list: with the predicate below it rewrites the
+    // same value, and it keeps the list non-empty when only keys are set.
+    // Keys are never updated: the row keeps its identity, and children keep their parent.
+    let is_key = |c: &<A::Entity as EntityTrait>::Column| {
+        c.as_str() == tenant_column.as_str()
+            || target.iter().any(|t| t.as_str() == c.as_str())
+            || <A::Entity as EntityTrait>::PrimaryKey::from_column(*c).is_some()
+    };
+    let mut update: Vec<_> = vec![tenant_column];
+    update.extend(
+        <A::Entity as EntityTrait>::Column::iter().filter(|c| am.is_changed_col(*c) && !is_key(c)),
+    );
+    let mut on_conflict = OnConflict::columns(target);
+    on_conflict.update_columns(update);
+    if let Some(p) = predicate::<A::Entity, C>(conn, "upsert")? {
+        on_conflict.action_and_where(p);
+    }
+    A::Entity::insert(am)
+        .on_conflict(on_conflict)
+        .exec_with_returning(&db::exec(conn))
+        .await
+        .map_err(not_found::<A::Entity>)
+}
+
+trait ChangedCol: ActiveModelTrait {
+    fn is_changed_col(&self, c: <Self::Entity as EntityTrait>::Column) -> bool {
+        matches!(self.get(c), ActiveValue::Set(_))
+    }
+}
+
+impl<A: ActiveModelTrait> ChangedCol for A {}
+
+impl<E: TenantScoped> Scoped<UpdateMany<E>> {
+    /// Sets `column` to `expr` on every matching row of the current tenant.
+    ///
+    /// The tenant column cannot be set: [`exec`](Self::exec) then fails with
+    /// [`Error::CrossTenant`].
+    pub fn col_expr<T: sea_orm::sea_query::IntoIden>(self, column: T, expr: Expr) -> Self {
+        let column = column.into_iden();
+        let touches_tenant = column.to_string() == <E as TenantScoped>::TENANT_COLUMN.as_str();
+        self.map(|q| q.col_expr(column, expr), touches_tenant)
+    }
+
+    /// Sets the `Set` columns of `am` on every matching row of the current tenant.
+    ///
+    /// The tenant column cannot be set: [`exec`](Self::exec) then fails with
+    /// [`Error::CrossTenant`].
+    pub fn set<A: ActiveModelTrait<Entity = E>>(self, am: A) -> Self {
+        let touches_tenant = matches!(
+            am.get(<E as TenantScoped>::TENANT_COLUMN),
+            ActiveValue::Set(_)
+        );
+        self.map(|q| q.set(am), touches_tenant)
+    }
+
+    /// Updates every matching row of the current tenant; returns how many rows changed.
+    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<u64> {
+        if self.is_refused() {
+            return Err(Error::CrossTenant {
+                entity: table_name::<E>(),
+                scope: crate::context::current()
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+                found: "a change of the tenant column".to_owned(),
+            });
+        }
+        let mut query = self.into_inner();
+        if let Some(p) = predicate::<E, C>(conn, "update_many")? {
+            query = query.filter(p);
+        }
+        Ok(query.exec(&db::exec(conn)).await?.rows_affected)
+    }
+}
+
+impl<E: TenantScoped> Scoped<DeleteMany<E>> {
+    /// Deletes every matching row of the current tenant; returns how many rows went.
+    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<u64> {
+        let mut query = self.into_inner();
+        if let Some(p) = predicate::<E, C>(conn, "delete_many")? {
+            query = query.filter(p);
+        }
+        Ok(query.exec(&db::exec(conn)).await?.rows_affected)
+    }
+}
+
+/// `Entity::insert(am)` on a tenant-scoped entity: run it with [`exec`](Self::exec).
+#[must_use = "an insert does nothing until `.exec(&db)`"]
+#[derive(Debug)]
+pub struct Insert<A> {
+    am: A,
+}
+
+impl<A> Insert<A>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+{
+    #[doc(hidden)]
+    pub fn new(am: A) -> Self {
+        Self { am }
+    }
+
+    /// Inserts the row, stamped with the tenant in scope, and returns it as stored.
+    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<ModelOf<A>> {
+        insert(conn, self.am).await
+    }
+}
+
+/// `Entity::insert_many(models)` on a tenant-scoped entity.
+#[must_use = "an insert does nothing until `.exec(&db)`"]
+#[derive(Debug)]
+pub struct InsertMany<A> {
+    models: Vec<A>,
+}
+
+impl<A> InsertMany<A>
+where
+    A: ActiveModelTrait + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+{
+    #[doc(hidden)]
+    pub fn new(models: impl IntoIterator<Item = A>) -> Self {
+        Self {
+            models: models.into_iter().collect(),
+        }
+    }
+
+    /// Inserts every row, each stamped; returns them as stored.
+    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<Vec<ModelOf<A>>> {
+        insert_many(conn, self.models).await
+    }
+}
+
+/// `Entity::update(am)` on a tenant-scoped entity.
+#[must_use = "an update does nothing until `.exec(&db)`"]
+#[derive(Debug)]
+pub struct Update<A> {
+    am: A,
+}
+
+impl<A> Update<A>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+{
+    #[doc(hidden)]
+    pub fn new(am: A) -> Self {
+        Self { am }
+    }
+
+    /// Updates the row within the tenant in scope; [`Error::NotFound`] for any other tenant's.
+    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<ModelOf<A>> {
+        update(conn, self.am).await
+    }
+}
+
+/// `Entity::delete_by_id(id)` on a tenant-scoped entity.
+#[must_use = "a delete does nothing until `.exec(&db)`"]
+pub struct DeleteById<E: EntityTrait> {
+    id: <E::PrimaryKey as PrimaryKeyTrait>::ValueType,
+}
+
+impl<E: EntityTrait> std::fmt::Debug for DeleteById<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeleteById").finish_non_exhaustive()
+    }
+}
+
+impl<E: TenantScoped> DeleteById<E> {
+    #[doc(hidden)]
+    pub fn new(id: impl Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>) -> Self {
+        Self { id: id.into() }
+    }
+
+    /// Deletes the row in the tenant in scope; [`Error::NotFound`] for any other tenant's.
+    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<()> {
+        delete_by_id::<E, C, _>(conn, self.id).await
+    }
+}

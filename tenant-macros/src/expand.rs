@@ -1,0 +1,301 @@
+//! `#[derive(TenantScoped)]`: checks the declaration, then generates thin impls that call into
+//! `tenant-core` through the facade's paths.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Ident};
+
+use crate::ast::{Model, column_variant, unraw};
+use crate::ctxt::Ctxt;
+
+pub(crate) fn derive(input: TokenStream) -> TokenStream {
+    let input = match syn::parse2::<DeriveInput>(input) {
+        Ok(input) => input,
+        Err(err) => return err.into_compile_error(),
+    };
+    // `#[sea_orm::model]` copies the derive onto `ModelEx`; the entity is declared once, on `Model`.
+    if input.ident == "ModelEx" {
+        return TokenStream::new();
+    }
+    let cx = Ctxt::default();
+    let model = Model::from_syn(&cx, &input);
+    let tenant = model.as_ref().and_then(|m| check(&cx, m));
+    match (cx.check(), model) {
+        (Ok(()), Some(model)) => expand(&model, tenant.map(|i| &model.fields[i])),
+        (Err(errors), Some(model)) => fallback(&model, &errors),
+        (Err(errors), None) => errors,
+        (Ok(()), None) => TokenStream::new(),
+    }
+}
+
+/// Validates the declaration; returns the index of the tenant field of a tenant-scoped model.
+fn check(cx: &Ctxt, model: &Model<'_>) -> Option<usize> {
+    let attrs = &model.attrs;
+    let names_known = |list: &[Vec<Ident>], key: &str| {
+        for columns in list {
+            for column in columns {
+                if model.field(column).is_none() {
+                    cx.error_spanned_by(
+                        column,
+                        format_args!(
+                            "`#[tenant({key}(..))]` names `{}`, but `{}` has no such field; expected one of {}",
+                            unraw(column),
+                            model.ident,
+                            model.field_names()
+                        ),
+                    );
+                }
+            }
+        }
+    };
+    names_known(&attrs.indexes, "index");
+    names_known(&attrs.uniques, "unique");
+
+    if let Some(global) = &attrs.global {
+        if let Some(column) = &attrs.column {
+            cx.error_spanned_by(
+                column,
+                "a `global` entity has no tenant column; remove `column = ..` or `global`",
+            );
+        }
+        if !attrs.indexes.is_empty() || !attrs.uniques.is_empty() {
+            cx.error_spanned_by(
+                global,
+                "`index(..)` and `unique(..)` are per-tenant keys, and a `global` entity has no tenant; declare its keys with SeaORM",
+            );
+        }
+        return None;
+    }
+
+    for field in &model.fields {
+        if let Some(token) = &field.global_unique {
+            cx.error_spanned_by(
+                token,
+                format_args!(
+                    "a global unique on a tenant-scoped entity lets one tenant probe another's values; use `#[tenant(unique({}))]` for a per-tenant unique",
+                    unraw(field.ident)
+                ),
+            );
+        }
+    }
+
+    let default = Ident::new("tenant_id", model.ident.span());
+    let name = attrs.column.as_ref().unwrap_or(&default);
+    let found = model
+        .fields
+        .iter()
+        .position(|f| unraw(f.ident) == unraw(name));
+    if found.is_none() {
+        if attrs.column.is_some() {
+            cx.error_spanned_by(
+                name,
+                format_args!(
+                    "`#[tenant(column = ..)]` names `{}`, but `{}` has no such field; expected one of {}",
+                    unraw(name),
+                    model.ident,
+                    model.field_names()
+                ),
+            );
+        } else {
+            cx.error_spanned_by(
+                model.ident,
+                format_args!(
+                    "`{}` has no tenant column; add a field `pub tenant_id: Uuid`, name another with `#[tenant(column = ..)]`, write `#[tenant::entity]` above the derives to add it, or mark a table shared by every tenant `#[tenant(global)]`",
+                    model.ident
+                ),
+            );
+        }
+    }
+    found
+}
+
+fn root(model: &Model<'_>) -> TokenStream {
+    model
+        .attrs
+        .krate
+        .as_ref()
+        .map_or_else(|| quote!(::tenant), |p| quote!(#p))
+}
+
+fn expand(model: &Model<'_>, tenant: Option<&crate::ast::Field<'_>>) -> TokenStream {
+    let root = root(model);
+    let sea_orm = quote!(#root::__private::sea_orm);
+    let keys = |list: &[Vec<Ident>]| -> Vec<TokenStream> {
+        list.iter()
+            .map(|columns| {
+                let variants = columns.iter().map(column_variant);
+                quote!([#(Column::#variants),*])
+            })
+            .collect()
+    };
+    let indexes = keys(&model.attrs.indexes);
+    let uniques = keys(&model.attrs.uniques);
+    let reads = reads(&root);
+
+    let Some(tenant) = tenant else {
+        return quote! {
+            const _: () = {
+                #[automatically_derived]
+                impl #root::Tenancy for Entity {
+                    fn tenant_column() -> ::core::option::Option<Column> {
+                        ::core::option::Option::None
+                    }
+
+                    fn table_spec() -> #root::TableSpec<Self> {
+                        #root::TableSpec::new()
+                    }
+                }
+
+                #reads
+            };
+        };
+    };
+
+    let variant = column_variant(tenant.ident);
+    let ty = tenant.ty;
+    let assert_key = quote_spanned! {ty.span()=>
+        const _: () = #root::__private::assert_tenant_key::<#ty>();
+    };
+    let key = quote!(impl ::core::convert::Into<<<Self as #sea_orm::EntityTrait>::PrimaryKey as #sea_orm::PrimaryKeyTrait>::ValueType>);
+    quote! {
+        const _: () = {
+            #[automatically_derived]
+            impl #root::Tenancy for Entity {
+                fn tenant_column() -> ::core::option::Option<Column> {
+                    ::core::option::Option::Some(Column::#variant)
+                }
+
+                fn table_spec() -> #root::TableSpec<Self> {
+                    #root::TableSpec::new()
+                        #(.index(&#indexes))*
+                        #(.unique(&#uniques))*
+                }
+            }
+
+            #[automatically_derived]
+            impl #root::TenantScoped for Entity {
+                const TENANT_COLUMN: Column = Column::#variant;
+            }
+
+            #assert_key
+
+            #reads
+
+            impl Entity {
+                /// Tenant-scoped insert, stamped with the tenant in scope.
+                pub fn insert(model: ActiveModel) -> #root::Insert<ActiveModel> {
+                    #root::Insert::new(model)
+                }
+
+                /// Tenant-scoped insert of many rows, each stamped with the tenant in scope.
+                pub fn insert_many(
+                    models: impl ::core::iter::IntoIterator<Item = ActiveModel>,
+                ) -> #root::InsertMany<ActiveModel> {
+                    #root::InsertMany::new(models)
+                }
+
+                /// Tenant-scoped update by primary key; another tenant's row is `NotFound`.
+                pub fn update(model: ActiveModel) -> #root::Update<ActiveModel> {
+                    #root::Update::new(model)
+                }
+
+                /// Tenant-scoped update of every matching row of the tenant in scope.
+                pub fn update_many() -> #root::Scoped<#sea_orm::UpdateMany<Self>> {
+                    #root::__private::update_many::<Self>()
+                }
+
+                /// Tenant-scoped delete by primary key; another tenant's row is `NotFound`.
+                pub fn delete_by_id(id: #key) -> #root::DeleteById<Self> {
+                    #root::DeleteById::new(id)
+                }
+
+                /// Tenant-scoped delete of every matching row of the tenant in scope.
+                pub fn delete_many() -> #root::Scoped<#sea_orm::DeleteMany<Self>> {
+                    #root::__private::delete_many::<Self>()
+                }
+            }
+
+            impl ActiveModel {
+                /// Tenant-scoped insert, stamped with the tenant in scope.
+                pub async fn insert<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
+                    #root::__private::insert(db, self).await
+                }
+
+                /// Tenant-scoped update; another tenant's row is `NotFound`, and the tenant column never changes.
+                pub async fn update<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
+                    #root::__private::update(db, self).await
+                }
+
+                /// Tenant-scoped insert or update, by whether the primary key is set.
+                pub async fn save<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Self> {
+                    #root::__private::save(db, self).await
+                }
+
+                /// Tenant-scoped delete; another tenant's row is `NotFound`.
+                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
+                    #root::__private::delete(db, self).await
+                }
+            }
+
+            impl Model {
+                /// Tenant-scoped delete; another tenant's row is `NotFound`.
+                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
+                    #root::__private::delete(db, <ActiveModel as ::core::convert::From<Self>>::from(self)).await
+                }
+            }
+        };
+    }
+}
+
+/// The reads every declared entity has, global ones included.
+fn reads(root: &TokenStream) -> TokenStream {
+    let sea_orm = quote!(#root::__private::sea_orm);
+    quote! {
+        impl Entity {
+            /// Tenant-scoped `find`: only the rows of the tenant in scope, when run on a `TenantDb`.
+            pub fn find() -> #root::Scoped<#sea_orm::Select<Self>> {
+                #root::__private::find::<Self>()
+            }
+
+            /// Tenant-scoped `find_by_id`: another tenant's row is not found.
+            pub fn find_by_id(
+                id: impl ::core::convert::Into<<<Self as #sea_orm::EntityTrait>::PrimaryKey as #sea_orm::PrimaryKeyTrait>::ValueType>,
+            ) -> #root::Scoped<#sea_orm::Select<Self>> {
+                #root::__private::find_by_id::<Self>(id)
+            }
+        }
+
+        impl Model {
+            /// Tenant-scoped `find_related`: the related rows of the tenant in scope.
+            pub fn find_related<R>(&self, related: R) -> #root::Scoped<#sea_orm::Select<R>>
+            where
+                R: #root::Tenancy,
+                Entity: #sea_orm::Related<R>,
+            {
+                #root::__private::find_related(self, related)
+            }
+        }
+    }
+}
+
+/// After an error: the errors, plus the trait impls other code relies on, so that one mistake
+/// is reported once rather than again at every use of the entity.
+fn fallback(model: &Model<'_>, errors: &TokenStream) -> TokenStream {
+    let root = root(model);
+    quote! {
+        #errors
+        const _: () = {
+            #[automatically_derived]
+            impl #root::Tenancy for Entity {
+                fn tenant_column() -> ::core::option::Option<Column> {
+                    ::core::unimplemented!()
+                }
+
+                fn table_spec() -> #root::TableSpec<Self> {
+                    ::core::unimplemented!()
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,818 @@
+//! Scenarios shared by the SQLite and PostgreSQL test binaries: two tenants with look-alike data,
+//! and for every operation a check that one tenant cannot reach the other's rows.
+
+// Each binary uses its own subset of the helpers. The raw SeaORM calls are deliberate: tests
+// plant and inspect rows behind the library's back to see what was really written.
+#![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
+
+pub mod entities;
+
+use std::any::Any;
+
+use entities::{comment, plan, post, post_tag, tag};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use tenant::{Error, TenantDb, TenantId, TenantRepo};
+use uuid::Uuid;
+
+/// One test's database: the scoped handle under test, and a raw connection (owner or admin) to
+/// plant and inspect rows behind the library's back.
+pub struct Env {
+    pub db: TenantDb,
+    pub raw: DatabaseConnection,
+    pub acme: TenantId,
+    pub globex: TenantId,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Env {
+    pub async fn new(
+        app: DatabaseConnection,
+        raw: DatabaseConnection,
+        keep: Box<dyn Any + Send + Sync>,
+    ) -> Self {
+        tenant::create_schema(&raw, &entities::tables())
+            .await
+            .expect("create the schema");
+        Self {
+            db: TenantDb::new(app),
+            raw,
+            acme: TenantId::from(Uuid::from_u128(0xacac_acac)),
+            globex: TenantId::from(Uuid::from_u128(0x6106_1061)),
+            _keep: keep,
+        }
+    }
+
+    /// Inserts, for both tenants, the same posts (`hello`, `world`) with a comment each, a tag
+    /// `rust` on `hello`, and returns the ids per tenant: `[hello, world]`.
+    pub async fn seed(&self) -> Seeded {
+        let acme = self.seed_one(self.acme).await;
+        let globex = self.seed_one(self.globex).await;
+        plan::Entity::insert(plan::ActiveModel {
+            id: Set(1),
+            name: Set("pro".into()),
+        })
+        .exec(&self.raw)
+        .await
+        .ok();
+        Seeded { acme, globex }
+    }
+
+    async fn seed_one(&self, t: TenantId) -> [Uuid; 2] {
+        tenant::scope(t, async {
+            let posts = TenantRepo::<post::Entity>::new(&self.db);
+            let mut ids = [Uuid::nil(); 2];
+            for (i, slug) in ["hello", "world"].into_iter().enumerate() {
+                let p = posts.insert(new_post(slug)).await.expect("insert post");
+                ids[i] = p.id;
+                comment::Entity::insert(comment::ActiveModel {
+                    id: Set(Uuid::new_v4()),
+                    post_id: Set(p.id),
+                    body: Set(format!("on {slug}")),
+                    ..Default::default()
+                })
+                .exec(&self.db)
+                .await
+                .expect("insert comment");
+            }
+            let rust = tag::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                name: Set("rust".into()),
+                ..Default::default()
+            }
+            .insert(&self.db)
+            .await
+            .expect("insert tag");
+            TenantRepo::<post_tag::Entity>::new(&self.db)
+                .insert(post_tag::ActiveModel {
+                    post_id: Set(ids[0]),
+                    tag_id: Set(rust.id),
+                    ..Default::default()
+                })
+                .await
+                .expect("insert post_tag");
+            ids
+        })
+        .await
+    }
+
+    /// The number of `post` rows in the table, every tenant included.
+    pub async fn raw_posts(&self) -> usize {
+        <post::Entity as EntityTrait>::find()
+            .all(&self.raw)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    pub async fn raw_post(&self, id: Uuid) -> post::Model {
+        <post::Entity as EntityTrait>::find_by_id(id)
+            .one(&self.raw)
+            .await
+            .unwrap()
+            .expect("row exists")
+    }
+}
+
+pub struct Seeded {
+    pub acme: [Uuid; 2],
+    pub globex: [Uuid; 2],
+}
+
+pub fn new_post(slug: &str) -> post::ActiveModel {
+    post::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        slug: Set(slug.into()),
+        title: Set(format!("Title {slug}")),
+        views: Set(0),
+        ..Default::default()
+    }
+}
+
+fn tid(t: TenantId) -> Uuid {
+    *t.as_uuid()
+}
+
+/// Generates one test per scenario for a backend's `setup` function.
+#[macro_export]
+macro_rules! scenarios {
+    ($setup:path) => {
+        $crate::scenarios!($setup;
+            reads_see_only_the_current_tenant,
+            find_by_id_of_another_tenants_row_is_none,
+            count_exists_and_paginate_are_scoped,
+            partial_models_and_tuples_are_scoped,
+            inserts_are_stamped_and_foreign_tenant_ids_refused,
+            insert_many_is_all_or_nothing_on_a_foreign_tenant_id,
+            update_by_id_cannot_touch_another_tenants_row,
+            update_cannot_change_the_tenant,
+            delete_by_id_cannot_touch_another_tenants_row,
+            update_many_and_delete_many_are_scoped,
+            upsert_never_touches_another_tenants_row,
+            find_related_and_joins_are_scoped,
+            find_also_related_keeps_left_join_semantics,
+            many_to_many_through_the_junction_is_scoped,
+            no_tenant_in_scope_fails_closed,
+            tokio_spawn_has_no_tenant_and_tenant_spawn_carries_it,
+            transactions_are_scoped_and_bound_to_their_tenant,
+            system_scope_sees_every_tenant,
+            global_entities_are_readable_through_tenant_db,
+            concurrent_tasks_alternating_tenants_never_see_wrong_rows,
+        );
+    };
+    ($setup:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let env = $setup().await;
+                common::$name(&env).await;
+            }
+        )*
+    };
+}
+
+pub async fn reads_see_only_the_current_tenant(env: &Env) {
+    let s = env.seed().await;
+    for (t, mine) in [(env.acme, s.acme), (env.globex, s.globex)] {
+        tenant::scope(t, async {
+            let hello = post::Entity::find()
+                .filter(post::Column::Slug.eq("hello"))
+                .all(&env.db)
+                .await
+                .unwrap();
+            assert_eq!(hello.len(), 1, "one `hello` per tenant");
+            assert_eq!(hello[0].id, mine[0]);
+            assert_eq!(hello[0].tenant_id, tid(t));
+            let all = post::Entity::find()
+                .order_by_asc(post::Column::Slug)
+                .all(&env.db)
+                .await
+                .unwrap();
+            assert_eq!(all.iter().map(|p| p.id).collect::<Vec<_>>(), mine.to_vec());
+            // An `OR` in the user's filter cannot widen the tenant predicate.
+            let either = post::Entity::find()
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(post::Column::Slug.eq("hello"))
+                        .add(post::Column::Slug.ne("hello")),
+                )
+                .all(&env.db)
+                .await
+                .unwrap();
+            assert!(either.iter().all(|p| p.tenant_id == tid(t)));
+            assert_eq!(either.len(), 2);
+        })
+        .await;
+    }
+    assert_eq!(env.raw_posts().await, 4);
+}
+
+pub async fn find_by_id_of_another_tenants_row_is_none(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        assert!(
+            post::Entity::find_by_id(s.globex[0])
+                .one(&env.db)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        assert!(repo.find_by_id(s.globex[0]).await.unwrap().is_none());
+        assert_eq!(
+            repo.find_by_id(s.acme[0]).await.unwrap().unwrap().id,
+            s.acme[0]
+        );
+    })
+    .await;
+}
+
+pub async fn count_exists_and_paginate_are_scoped(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        assert_eq!(repo.count().await.unwrap(), 2);
+        assert!(repo.exists(post::Column::Id.eq(s.acme[1])).await.unwrap());
+        assert!(!repo.exists(post::Column::Id.eq(s.globex[1])).await.unwrap());
+        let pages = repo.paginate(repo.find().order_by_asc(post::Column::Slug), 1);
+        assert_eq!(pages.num_items().await.unwrap(), 2);
+        assert_eq!(pages.num_pages().await.unwrap(), 2);
+        assert_eq!(pages.fetch_page(1).await.unwrap()[0].id, s.acme[1]);
+        assert!(pages.fetch_page(2).await.unwrap().is_empty());
+        assert_eq!(comment::Entity::find().count(&env.db).await.unwrap(), 2);
+    })
+    .await;
+}
+
+#[derive(Debug, sea_orm::DerivePartialModel)]
+#[sea_orm(entity = "post::Entity")]
+struct PostSlug {
+    id: Uuid,
+    slug: String,
+}
+
+pub async fn partial_models_and_tuples_are_scoped(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.globex, async {
+        let slugs: Vec<PostSlug> = post::Entity::find()
+            .into_partial_model()
+            .all(&env.db)
+            .await
+            .unwrap();
+        let mut ids: Vec<Uuid> = slugs.iter().map(|p| p.id).collect();
+        ids.sort();
+        let mut want = s.globex.to_vec();
+        want.sort();
+        assert_eq!(ids, want);
+        assert!(slugs.iter().all(|p| p.slug == "hello" || p.slug == "world"));
+        let tuples: Vec<(Uuid, String)> = post::Entity::find()
+            .select_only()
+            .column(post::Column::Id)
+            .column(post::Column::Slug)
+            .into_tuple()
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(tuples.len(), 2);
+        assert!(tuples.iter().all(|(id, _)| s.globex.contains(id)));
+    })
+    .await;
+}
+
+pub async fn inserts_are_stamped_and_foreign_tenant_ids_refused(env: &Env) {
+    tenant::scope(env.acme, async {
+        let p = post::Entity::insert(new_post("a"))
+            .exec(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(p.tenant_id, tid(env.acme));
+        let mut foreign = new_post("b");
+        foreign.tenant_id = Set(tid(env.globex));
+        let err = foreign.clone().insert(&env.db).await.unwrap_err();
+        assert!(matches!(err, Error::CrossTenant { .. }), "{err}");
+        let err = TenantRepo::<post::Entity>::new(&env.db)
+            .insert(foreign)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CrossTenant { .. }), "{err}");
+        // Naming the scope's own tenant is fine.
+        let mut own = new_post("c");
+        own.tenant_id = Set(tid(env.acme));
+        own.insert(&env.db).await.unwrap();
+    })
+    .await;
+    assert_eq!(env.raw_posts().await, 2);
+}
+
+pub async fn insert_many_is_all_or_nothing_on_a_foreign_tenant_id(env: &Env) {
+    tenant::scope(env.acme, async {
+        let mut foreign = new_post("y");
+        foreign.tenant_id = Set(tid(env.globex));
+        let err = post::Entity::insert_many([new_post("x"), foreign])
+            .exec(&env.db)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CrossTenant { .. }));
+        let rows = TenantRepo::<post::Entity>::new(&env.db)
+            .insert_many([new_post("x"), new_post("z")])
+            .await
+            .unwrap();
+        assert!(rows.iter().all(|p| p.tenant_id == tid(env.acme)));
+    })
+    .await;
+    assert_eq!(env.raw_posts().await, 2);
+}
+
+pub async fn update_by_id_cannot_touch_another_tenants_row(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        let mut am = post::ActiveModel {
+            id: Set(s.globex[0]),
+            ..Default::default()
+        };
+        am.title = Set("hijacked".into());
+        let err = am.clone().update(&env.db).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        let err = post::Entity::update(am.clone())
+            .exec(&env.db)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        let err = TenantRepo::<post::Entity>::new(&env.db)
+            .update(am.clone())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        // `save` with a key is an update: same refusal.
+        assert!(matches!(
+            am.save(&env.db).await.unwrap_err(),
+            Error::NotFound { .. }
+        ));
+        // Its own row updates.
+        let mut own = post::ActiveModel {
+            id: Set(s.acme[0]),
+            ..Default::default()
+        };
+        own.title = Set("edited".into());
+        assert_eq!(own.update(&env.db).await.unwrap().title, "edited");
+    })
+    .await;
+    assert_eq!(env.raw_post(s.globex[0]).await.title, "Title hello");
+}
+
+pub async fn update_cannot_change_the_tenant(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        let mut am = post::Entity::find_by_id(s.acme[0])
+            .one(&env.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_active_model();
+        am.tenant_id = Set(tid(env.globex));
+        let err = am.update(&env.db).await.unwrap_err();
+        assert!(matches!(err, Error::CrossTenant { .. }), "{err}");
+        let err = post::Entity::update_many()
+            .col_expr(
+                post::Column::TenantId,
+                sea_orm::sea_query::Expr::value(tid(env.globex)),
+            )
+            .exec(&env.db)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CrossTenant { .. }), "{err}");
+    })
+    .await;
+    assert_eq!(env.raw_post(s.acme[0]).await.tenant_id, tid(env.acme));
+}
+
+pub async fn delete_by_id_cannot_touch_another_tenants_row(env: &Env) {
+    let s = env.seed().await;
+    let other = env.raw_post(s.globex[1]).await;
+    tenant::scope(env.acme, async {
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        assert!(matches!(
+            repo.delete_by_id(s.globex[0]).await.unwrap_err(),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            post::Entity::delete_by_id(s.globex[0])
+                .exec(&env.db)
+                .await
+                .unwrap_err(),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            other.clone().delete(&env.db).await.unwrap_err(),
+            Error::NotFound { .. }
+        ));
+        assert!(matches!(
+            other
+                .clone()
+                .into_active_model()
+                .delete(&env.db)
+                .await
+                .unwrap_err(),
+            Error::NotFound { .. }
+        ));
+        // Children first: the post is their parent.
+        comment::Entity::delete_many()
+            .filter(comment::Column::PostId.eq(s.acme[0]))
+            .exec(&env.db)
+            .await
+            .unwrap();
+        post_tag::Entity::delete_many()
+            .filter(post_tag::Column::PostId.eq(s.acme[0]))
+            .exec(&env.db)
+            .await
+            .unwrap();
+        repo.delete_by_id(s.acme[0]).await.unwrap();
+    })
+    .await;
+    assert_eq!(env.raw_posts().await, 3);
+    env.raw_post(s.globex[0]).await;
+    env.raw_post(s.globex[1]).await;
+}
+
+pub async fn update_many_and_delete_many_are_scoped(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        let changed = post::Entity::update_many()
+            .col_expr(post::Column::Views, sea_orm::sea_query::Expr::value(7))
+            .exec(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(changed, 2);
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        let changed = repo
+            .update_many(
+                post::ActiveModel {
+                    title: Set("same".into()),
+                    ..Default::default()
+                },
+                post::Column::Slug.eq("world"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        let gone = comment::Entity::delete_many().exec(&env.db).await.unwrap();
+        assert_eq!(gone, 2);
+        let gone = TenantRepo::<post_tag::Entity>::new(&env.db)
+            .delete_many(sea_orm::Condition::all())
+            .await
+            .unwrap();
+        assert_eq!(gone, 1);
+    })
+    .await;
+    for id in s.globex {
+        let p = env.raw_post(id).await;
+        assert_eq!((p.views, p.title.starts_with("Title")), (0, true));
+    }
+    assert_eq!(
+        <comment::Entity as EntityTrait>::find()
+            .all(&env.raw)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+pub async fn upsert_never_touches_another_tenants_row(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        // Same primary key as globex's row.
+        let clash = post::ActiveModel {
+            id: Set(s.globex[0]),
+            slug: Set("fresh".into()),
+            title: Set("taken over".into()),
+            views: Set(99),
+            ..Default::default()
+        };
+        let err = repo.upsert(clash).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        // Its own row by key: updated in place.
+        let own = post::ActiveModel {
+            id: Set(s.acme[0]),
+            slug: Set("hello".into()),
+            title: Set("upserted".into()),
+            views: Set(1),
+            ..Default::default()
+        };
+        assert_eq!(repo.upsert(own).await.unwrap().title, "upserted");
+        // On the per-tenant unique (tenant_id, slug): globex's `world` is not a conflict for acme.
+        let by_slug = post::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            slug: Set("world".into()),
+            title: Set("by slug".into()),
+            views: Set(2),
+            ..Default::default()
+        };
+        let row = repo.upsert_on(by_slug, [post::Column::Slug]).await.unwrap();
+        assert_eq!((row.id, row.title.as_str()), (s.acme[1], "by slug"));
+        // A brand-new row is inserted and stamped.
+        let new = repo.upsert(new_post("new")).await.unwrap();
+        assert_eq!(new.tenant_id, tid(env.acme));
+    })
+    .await;
+    let theirs = env.raw_post(s.globex[0]).await;
+    assert_eq!(
+        (theirs.title.as_str(), theirs.views, theirs.tenant_id),
+        ("Title hello", 0, tid(env.globex))
+    );
+    assert_eq!(env.raw_post(s.globex[1]).await.title, "Title world");
+}
+
+pub async fn find_related_and_joins_are_scoped(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        let hello = post::Entity::find_by_id(s.acme[0])
+            .one(&env.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let comments = hello
+            .find_related(comment::Entity)
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(comments.len(), 1);
+        assert_eq!(comments[0].tenant_id, tid(env.acme));
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        assert_eq!(
+            repo.find_related(&hello, comment::Entity)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let with = post::Entity::find()
+            .find_with_related(comment::Entity)
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(with.len(), 2);
+        assert!(with.iter().all(|(p, cs)| p.tenant_id == tid(env.acme)
+            && cs.len() == 1
+            && cs[0].tenant_id == tid(env.acme)));
+        let posts = repo.all().await.unwrap();
+        let loaded = repo.load_many(&posts, comment::Entity).await.unwrap();
+        assert!(
+            loaded
+                .iter()
+                .flatten()
+                .all(|c| c.tenant_id == tid(env.acme))
+        );
+        assert_eq!(loaded.iter().flatten().count(), 2);
+    })
+    .await;
+}
+
+pub async fn find_also_related_keeps_left_join_semantics(env: &Env) {
+    let s = env.seed().await;
+    // Planted behind the library's back: an acme comment pointing at globex's post.
+    let planted = Uuid::new_v4();
+    <comment::Entity as EntityTrait>::insert(comment::ActiveModel {
+        id: Set(planted),
+        tenant_id: Set(tid(env.acme)),
+        post_id: Set(s.globex[0]),
+        body: Set("planted".into()),
+    })
+    .exec(&env.raw)
+    .await
+    .unwrap();
+    tenant::scope(env.acme, async {
+        let rows = comment::Entity::find()
+            .find_also_related(post::Entity)
+            .order_by_asc(comment::Column::Body)
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.len(),
+            3,
+            "every acme comment, none dropped by the join"
+        );
+        for (c, p) in &rows {
+            assert_eq!(c.tenant_id, tid(env.acme));
+            if c.id == planted {
+                assert!(p.is_none(), "globex's post must not be joined in");
+            } else {
+                assert_eq!(p.as_ref().unwrap().tenant_id, tid(env.acme));
+            }
+        }
+        let planted_row = comment::Entity::find_by_id(planted)
+            .one(&env.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            planted_row
+                .find_related(post::Entity)
+                .all(&env.db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+pub async fn many_to_many_through_the_junction_is_scoped(env: &Env) {
+    let s = env.seed().await;
+    // Planted: an acme junction row linking acme's `hello` to globex's tag.
+    let globex_tag = tenant::scope(env.globex, tag::Entity::find().one(&env.db))
+        .await
+        .unwrap()
+        .unwrap();
+    <post_tag::Entity as EntityTrait>::insert(post_tag::ActiveModel {
+        post_id: Set(s.acme[0]),
+        tag_id: Set(globex_tag.id),
+        tenant_id: Set(tid(env.acme)),
+    })
+    .exec(&env.raw)
+    .await
+    .unwrap();
+    tenant::scope(env.acme, async {
+        let rows = post::Entity::find()
+            .find_with_related(tag::Entity)
+            .all(&env.db)
+            .await
+            .unwrap();
+        let tags: Vec<_> = rows.iter().flat_map(|(_, ts)| ts).collect();
+        assert_eq!(tags.len(), 1, "{tags:?}");
+        assert_eq!(tags[0].tenant_id, tid(env.acme));
+        let hello = post::Entity::find_by_id(s.acme[0])
+            .one(&env.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let related = hello.find_related(tag::Entity).all(&env.db).await.unwrap();
+        assert_eq!(related.len(), 1);
+        assert_eq!(related[0].tenant_id, tid(env.acme));
+        let loaded = TenantRepo::<post::Entity>::new(&env.db)
+            .load_many(&[hello], tag::Entity)
+            .await
+            .unwrap();
+        assert_eq!(loaded[0].len(), 1);
+        assert_eq!(loaded[0][0].tenant_id, tid(env.acme));
+    })
+    .await;
+}
+
+pub async fn no_tenant_in_scope_fails_closed(env: &Env) {
+    let s = env.seed().await;
+    let db = &env.db;
+    assert!(matches!(
+        post::Entity::find().all(db).await,
+        Err(Error::NoTenant)
+    ));
+    assert!(matches!(
+        post::Entity::find_by_id(s.acme[0]).one(db).await,
+        Err(Error::NoTenant)
+    ));
+    assert!(matches!(
+        post::Entity::find().count(db).await,
+        Err(Error::NoTenant)
+    ));
+    assert!(matches!(
+        new_post("x").insert(db).await,
+        Err(Error::NoTenant)
+    ));
+    assert!(matches!(
+        post::Entity::delete_by_id(s.acme[0]).exec(db).await,
+        Err(Error::NoTenant)
+    ));
+    assert!(matches!(
+        post::Entity::delete_many().exec(db).await,
+        Err(Error::NoTenant)
+    ));
+    assert!(matches!(db.begin().await, Err(Error::NoTenant)));
+    let msg = Error::NoTenant.to_string();
+    assert!(msg.contains("tenant::scope"), "{msg}");
+    assert_eq!(env.raw_posts().await, 4);
+}
+
+pub async fn tokio_spawn_has_no_tenant_and_tenant_spawn_carries_it(env: &Env) {
+    env.seed().await;
+    let db = env.db.clone();
+    let acme = env.acme;
+    tenant::scope(acme, async move {
+        let plain = tokio::spawn({
+            let db = db.clone();
+            async move { post::Entity::find().all(&db).await }
+        });
+        assert!(matches!(plain.await.unwrap(), Err(Error::NoTenant)));
+        let carried = tenant::spawn({
+            let db = db.clone();
+            async move { post::Entity::find().all(&db).await }
+        })
+        .unwrap();
+        let rows = carried.await.unwrap().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|p| p.tenant_id == tid(acme)));
+    })
+    .await;
+    assert!(matches!(tenant::spawn(async {}), Err(Error::NoTenant)));
+}
+
+pub async fn transactions_are_scoped_and_bound_to_their_tenant(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        let txn = env.db.begin().await.unwrap();
+        let p = new_post("in-txn").insert(&txn).await.unwrap();
+        assert_eq!(p.tenant_id, tid(env.acme));
+        assert_eq!(post::Entity::find().all(&txn).await.unwrap().len(), 3);
+        assert!(matches!(
+            post::Entity::delete_by_id(s.globex[0]).exec(&txn).await,
+            Err(Error::NotFound { .. })
+        ));
+        let repo = txn.repo::<post::Entity>();
+        assert_eq!(repo.count().await.unwrap(), 3);
+        // Used inside another tenant's scope: refused.
+        let inner = tenant::scope(env.globex, post::Entity::find().all(&txn)).await;
+        assert!(
+            matches!(inner, Err(Error::ScopeMismatch { .. })),
+            "{inner:?}"
+        );
+        txn.rollback().await.unwrap();
+        assert_eq!(post::Entity::find().count(&env.db).await.unwrap(), 2);
+        let txn = env.db.begin().await.unwrap();
+        new_post("kept").insert(&txn).await.unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(post::Entity::find().count(&env.db).await.unwrap(), 3);
+    })
+    .await;
+}
+
+pub async fn system_scope_sees_every_tenant(env: &Env) {
+    env.seed().await;
+    let all = tenant::SystemScope::assert("integration test: count every tenant's posts")
+        .run(post::Entity::find().all(&env.db))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    // A system scope has no tenant to stamp: inserts must name one.
+    let err = tenant::SystemScope::assert("integration test: insert without tenant")
+        .run(new_post("x").insert(&env.db))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingTenant { .. }), "{err}");
+    let mut named = new_post("x");
+    named.tenant_id = Set(tid(env.globex));
+    let row = tenant::SystemScope::assert("integration test: insert for a named tenant")
+        .run(named.insert(&env.db))
+        .await
+        .unwrap();
+    assert_eq!(row.tenant_id, tid(env.globex));
+    let raw = env
+        .db
+        .unscoped(&tenant::AssertUnscoped::new("integration test: raw count"));
+    assert_eq!(
+        <post::Entity as EntityTrait>::find()
+            .all(raw)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+pub async fn global_entities_are_readable_through_tenant_db(env: &Env) {
+    env.seed().await;
+    let plans = plan::Entity::find().all(&env.db).await.unwrap();
+    assert_eq!(plans.len(), 1);
+    let in_scope = tenant::scope(env.acme, plan::Entity::find_by_id(1).one(&env.db))
+        .await
+        .unwrap();
+    assert_eq!(in_scope.unwrap().name, "pro");
+}
+
+pub async fn concurrent_tasks_alternating_tenants_never_see_wrong_rows(env: &Env) {
+    env.seed().await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let t = if i % 2 == 0 { env.acme } else { env.globex };
+        let db = env.db.clone();
+        tasks.push(tokio::spawn(tenant::scope(t, async move {
+            let mut wrong = 0;
+            for _ in 0..5 {
+                let rows = post::Entity::find().all(&db).await.unwrap();
+                wrong += rows.iter().filter(|p| p.tenant_id != tid(t)).count();
+                assert_eq!(rows.len(), 2);
+                tokio::task::yield_now().await;
+                let c = comment::Entity::find().all(&db).await.unwrap();
+                wrong += c.iter().filter(|c| c.tenant_id != tid(t)).count();
+            }
+            wrong
+        })));
+    }
+    let mut wrong = 0;
+    for task in tasks {
+        wrong += task.await.unwrap();
+    }
+    assert_eq!(wrong, 0);
+}
