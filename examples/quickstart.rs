@@ -6,7 +6,10 @@ use tenant::{TenantDb, TenantId, TenantRepo};
 use uuid::Uuid;
 
 mod post {
-    #![allow(unreachable_pub, reason = "SeaORM's entity layout: `pub` items in a private module")]
+    #![allow(
+        unreachable_pub,
+        reason = "SeaORM's entity layout: `pub` items in a private module"
+    )]
     use sea_orm::entity::prelude::*;
 
     /// A blog post; `#[tenant::entity]` adds the `tenant_id` column.

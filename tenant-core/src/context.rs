@@ -141,3 +141,105 @@ impl fmt::Debug for SystemScope {
 pub(crate) fn audit_system(reason: &'static str, operation: &'static str, entity: &'static str) {
     tracing::warn!(target: "tenant::audit", reason, operation, entity, "cross-tenant operation under a system scope");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::panic::AssertUnwindSafe;
+
+    use futures::FutureExt;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn tenant(n: u128) -> TenantId {
+        TenantId::from(Uuid::from_u128(n))
+    }
+
+    #[tokio::test]
+    async fn outside_any_scope_there_is_no_tenant() {
+        assert!(matches!(current(), Err(Error::NoTenant)));
+    }
+
+    #[tokio::test]
+    async fn an_inner_scope_replaces_the_outer_tenant_and_restores_it() {
+        let (a, b) = (tenant(1), tenant(2));
+        scope(a, async {
+            assert_eq!(current().unwrap(), a);
+            scope(b, async { assert_eq!(current().unwrap(), b) }).await;
+            assert_eq!(current().unwrap(), a);
+        })
+        .await;
+        assert!(current().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_outer_tenant_is_back_after_an_error_in_the_inner_scope() {
+        let (a, b) = (tenant(1), tenant(2));
+        scope(a, async {
+            let inner: Result<()> = scope(b, async { Err(Error::NoTenant) }).await;
+            assert!(inner.is_err());
+            assert_eq!(current().unwrap(), a);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_outer_tenant_is_back_after_a_panic_in_the_inner_scope() {
+        let (a, b) = (tenant(1), tenant(2));
+        scope(a, async {
+            let caught = AssertUnwindSafe(scope(b, async {
+                assert_eq!(current().unwrap(), b);
+                panic!("inside tenant b");
+            }))
+            .catch_unwind()
+            .await;
+            assert!(caught.is_err());
+            assert_eq!(current().unwrap(), a);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_outer_tenant_is_back_when_the_inner_scope_is_dropped_half_way() {
+        let (a, b) = (tenant(1), tenant(2));
+        scope(a, async {
+            let mut inner = Box::pin(scope(b, async {
+                assert_eq!(current().unwrap(), b);
+                std::future::pending::<()>().await;
+            }));
+            // Polled once, so the inner scope was entered, then dropped mid-way.
+            assert!(futures::poll!(inner.as_mut()).is_pending());
+            drop(inner);
+            assert_eq!(current().unwrap(), a);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tokio_spawn_does_not_inherit_the_tenant_and_tenant_spawn_does() {
+        let a = tenant(1);
+        scope(a, async {
+            let plain = tokio::spawn(async { current().is_err() }).await.unwrap();
+            assert!(plain, "a plain `tokio::spawn` must start with no tenant");
+            let carried = spawn(async { current().unwrap() }).unwrap().await.unwrap();
+            assert_eq!(carried, a);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_system_scope_is_not_a_tenant() {
+        SystemScope::assert("unit test")
+            .run(async {
+                assert!(matches!(current(), Err(Error::NoTenant)));
+                assert!(matches!(access(), Ok(Access::System("unit test"))));
+            })
+            .await;
+    }
+
+    #[test]
+    #[should_panic(expected = "needs a reason")]
+    fn a_system_scope_needs_a_reason() {
+        let _ = SystemScope::assert("  ");
+    }
+}

@@ -108,7 +108,10 @@ pub mod post_tag {
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
     #[sea_orm(table_name = "post_tag")]
-    #[expect(clippy::struct_field_names, reason = "a junction: every column is a key")]
+    #[expect(
+        clippy::struct_field_names,
+        reason = "a junction: every column is a key"
+    )]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub post_id: Uuid,

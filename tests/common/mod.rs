@@ -160,6 +160,7 @@ macro_rules! scenarios {
             system_scope_sees_every_tenant,
             global_entities_are_readable_through_tenant_db,
             concurrent_tasks_alternating_tenants_never_see_wrong_rows,
+            per_tenant_unique_holds_within_a_tenant_only,
         );
     };
     ($setup:path; $($name:ident),* $(,)?) => {
@@ -815,4 +816,11 @@ pub async fn concurrent_tasks_alternating_tenants_never_see_wrong_rows(env: &Env
         wrong += task.await.unwrap();
     }
     assert_eq!(wrong, 0);
+}
+
+pub async fn per_tenant_unique_holds_within_a_tenant_only(env: &Env) {
+    env.seed().await; // both tenants already hold `hello`
+    let again = tenant::scope(env.acme, new_post("hello").insert(&env.db)).await;
+    assert!(matches!(again, Err(Error::Db(_))), "{again:?}");
+    assert_eq!(env.raw_posts().await, 4);
 }

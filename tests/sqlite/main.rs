@@ -26,3 +26,35 @@ async fn setup() -> Env {
 }
 
 crate::scenarios!(setup);
+
+#[test]
+fn schema_statements_lead_every_key_with_the_tenant_column() {
+    use common::entities::post;
+    use sea_orm::DbBackend;
+
+    for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+        let s = tenant::table_statements::<post::Entity>(backend);
+        let table = backend.build(&s.table).to_string();
+        assert!(
+            table.contains(r#""tenant_id" uuid"#) || table.contains(r#""tenant_id" uuid_text"#),
+            "{table}"
+        );
+        let indexes: Vec<String> = s
+            .indexes
+            .iter()
+            .map(|i| backend.build(i).to_string())
+            .collect();
+        assert_eq!(
+            indexes,
+            [
+                r#"CREATE UNIQUE INDEX IF NOT EXISTS "ux_post_tenant_id_id" ON "post" ("tenant_id", "id")"#,
+                r#"CREATE UNIQUE INDEX IF NOT EXISTS "ux_post_tenant_id_slug" ON "post" ("tenant_id", "slug")"#,
+                r#"CREATE INDEX IF NOT EXISTS "ix_post_tenant_id_title" ON "post" ("tenant_id", "title")"#,
+            ],
+            "{backend:?}"
+        );
+    }
+    // A global table has no tenant keys.
+    let plan = tenant::table_statements::<common::entities::plan::Entity>(DbBackend::Postgres);
+    assert!(plan.indexes.is_empty());
+}
