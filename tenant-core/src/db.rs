@@ -6,6 +6,8 @@
 //! per-statement tenant binding plugs in.
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
@@ -13,6 +15,7 @@ use sea_orm::{
 };
 
 use crate::context::{self, Access};
+use crate::rls::Rls;
 use crate::{Error, Result};
 
 /// A database handle that runs only tenant-scoped statements.
@@ -29,12 +32,91 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct TenantDb {
     conn: DatabaseConnection,
+    rls: Option<Arc<Rls>>,
+    /// A connection whose role bypasses RLS, for system scopes in RLS mode.
+    system: Option<DatabaseConnection>,
 }
 
 impl TenantDb {
-    /// Wraps a SeaORM connection (pool).
+    /// Wraps a SeaORM connection (pool). Scoping is enforced by this crate's queries (the
+    /// app-level filter); see [`with_rls`](Self::with_rls) for the database layer.
     pub fn new(conn: DatabaseConnection) -> Self {
-        Self { conn }
+        Self {
+            conn,
+            rls: None,
+            system: None,
+        }
+    }
+
+    /// Wraps a PostgreSQL connection in RLS mode: every scoped unit of work runs in a
+    /// transaction that binds the tenant with `SET LOCAL` first, so the tables' policies
+    /// refuse what the app-level filter would have missed. The app-level predicate stays too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the connection is not PostgreSQL.
+    pub fn with_rls(conn: DatabaseConnection, rls: Rls) -> Result<Self> {
+        if conn.get_database_backend() != DbBackend::Postgres || !cfg!(feature = "postgres") {
+            return Err(Error::Config(
+                "RLS mode needs PostgreSQL; SQLite keeps the app-level guarantees only".to_owned(),
+            ));
+        }
+        Ok(Self {
+            conn,
+            rls: Some(Arc::new(rls)),
+            system: None,
+        })
+    }
+
+    /// [`with_rls`](Self::with_rls) that refuses to start unless the start-up
+    /// [`audit`](crate::audit()) of `schema` on this connection is clean: the role cannot bypass
+    /// the policies, every tenant table is under the declared policy, and the declared keys exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Audit`] listing every finding with its fix; [`Error::Config`] when the
+    /// connection is not PostgreSQL or `schema` declares no RLS or other settings than `rls`;
+    /// or the database's error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(tables: Vec<tenant_core::Table>) -> tenant_core::Result<()> {
+    /// # let conn: sea_orm::DatabaseConnection = unimplemented!();
+    /// let rls = tenant_core::Rls::default();
+    /// let schema = tenant_core::TenantSchema::new().tables(tables).rls(rls.clone());
+    /// let db = tenant_core::TenantDb::with_rls_checked(conn, rls, &schema).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn with_rls_checked(
+        conn: DatabaseConnection,
+        rls: Rls,
+        schema: &crate::TenantSchema,
+    ) -> Result<Self> {
+        if schema.rls_settings() != Some(&rls) {
+            return Err(Error::Config(format!(
+                "the schema's RLS settings ({:?}) are not the handle's ({rls:?}); build the schema with `.rls(rls.clone())` from the same `Rls`",
+                schema.rls_settings()
+            )));
+        }
+        let db = Self::with_rls(conn, rls)?;
+        crate::audit(&db.conn, schema).await?.into_result()?;
+        Ok(db)
+    }
+
+    /// The connection system scopes use in RLS mode: its role must bypass RLS (or own the
+    /// tables without `FORCE`), since the application role sees no rows without a tenant.
+    #[must_use]
+    pub fn with_system_connection(mut self, conn: DatabaseConnection) -> Self {
+        self.system = Some(conn);
+        self
+    }
+
+    /// The RLS settings, when in RLS mode.
+    pub fn rls(&self) -> Option<&Rls> {
+        self.rls.as_deref()
     }
 
     /// The database backend.
@@ -52,8 +134,50 @@ impl TenantDb {
     /// [`Error::NoTenant`] outside a scope, or the database's error.
     pub async fn begin(&self) -> Result<TenantTxn> {
         let access = context::access()?;
-        let txn = self.conn.begin().await?;
+        let txn = match self.unit(Some(&access)).await?.kind {
+            UnitKind::Shared(Exec::Db(conn)) => TxnKind::Orm(conn.begin().await?),
+            #[cfg(feature = "postgres")]
+            UnitKind::Bound(txn) => TxnKind::Pg(txn),
+            UnitKind::Shared(_) => unreachable!("a `TenantDb` unit runs on its own pool"),
+        };
         Ok(TenantTxn { txn, access })
+    }
+
+    /// A unit of work acting for `access` (`None`: no tenant needed, such as a global table).
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(clippy::unused_async, reason = "awaits only on the PostgreSQL path")
+    )]
+    async fn unit(&self, access: Option<&Access>) -> Result<Unit<'_>> {
+        match (&self.rls, access) {
+            (None, _) => Ok(Unit::shared(Exec::Db(&self.conn))),
+            (Some(_), Some(Access::System(_))) => match &self.system {
+                Some(system) => Ok(Unit::shared(Exec::Db(system))),
+                None => Err(Error::SystemNeedsBypass),
+            },
+            // In RLS mode every unit runs in a transaction, global reads included: behind
+            // PgBouncer's transaction pooling a statement outside a transaction may be prepared
+            // on one server connection and executed on another.
+            #[cfg(feature = "postgres")]
+            (Some(rls), access) => {
+                use sea_orm::sqlx::AssertSqlSafe;
+                let begin = match access {
+                    Some(Access::Tenant(id)) => rls.begin_sql(*id),
+                    _ => "BEGIN".to_owned(),
+                };
+                let txn = self
+                    .conn
+                    .get_postgres_connection_pool()
+                    .begin_with(AssertSqlSafe(begin))
+                    .await
+                    .map_err(sqlx_err)?;
+                Ok(Unit {
+                    kind: UnitKind::Bound(tokio::sync::Mutex::new(txn)),
+                })
+            }
+            #[cfg(not(feature = "postgres"))]
+            (Some(_), _) => unreachable!("`with_rls` refuses without PostgreSQL"),
+        }
     }
 
     /// The raw connection, past every tenant check. This is the escape hatch.
@@ -92,8 +216,14 @@ impl fmt::Debug for TenantDb {
 ///
 /// Dropped without [`commit`](Self::commit), it rolls back.
 pub struct TenantTxn {
-    txn: DatabaseTransaction,
+    txn: TxnKind,
     access: Access,
+}
+
+enum TxnKind {
+    Orm(DatabaseTransaction),
+    #[cfg(feature = "postgres")]
+    Pg(PgTxn),
 }
 
 impl TenantTxn {
@@ -103,7 +233,11 @@ impl TenantTxn {
     ///
     /// The database's error.
     pub async fn commit(self) -> Result<()> {
-        self.txn.commit().await.map_err(Error::from)
+        match self.txn {
+            TxnKind::Orm(txn) => txn.commit().await.map_err(Error::from),
+            #[cfg(feature = "postgres")]
+            TxnKind::Pg(txn) => txn.into_inner().commit().await.map_err(sqlx_err),
+        }
     }
 
     /// Rolls the transaction back.
@@ -112,7 +246,11 @@ impl TenantTxn {
     ///
     /// The database's error.
     pub async fn rollback(self) -> Result<()> {
-        self.txn.rollback().await.map_err(Error::from)
+        match self.txn {
+            TxnKind::Orm(txn) => txn.rollback().await.map_err(Error::from),
+            #[cfg(feature = "postgres")]
+            TxnKind::Pg(txn) => txn.into_inner().rollback().await.map_err(sqlx_err),
+        }
     }
 }
 
@@ -150,10 +288,20 @@ impl AssertUnscoped {
 /// A handle scoped operations run on: [`TenantDb`] or [`TenantTxn`].
 ///
 /// Sealed: only this crate's handles implement it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tenant-scoped connection",
+    label = "scoped queries and writes run on a `TenantDb` or a `TenantTxn`",
+    note = "wrap the connection: `TenantDb::new(conn)`; for deliberate unscoped access use `TenantDb::unscoped(&AssertUnscoped::new(\"reason\"))`"
+)]
 pub trait TenantConnection: private::Sealed + Sync {
-    /// The executor. The token cannot be made outside this crate, so neither can an `Exec`.
+    /// A unit of work acting for `access`. The token cannot be made outside this crate, so
+    /// neither can a unit nor its executor.
     #[doc(hidden)]
-    fn __exec(&self, token: private::Token) -> Exec<'_>;
+    fn __unit(
+        &self,
+        token: private::Token,
+        access: Option<&Access>,
+    ) -> impl Future<Output = Result<Unit<'_>>> + Send;
 
     /// Who the next operation acts for: the scope's tenant, checked against the transaction's.
     #[doc(hidden)]
@@ -161,8 +309,12 @@ pub trait TenantConnection: private::Sealed + Sync {
 }
 
 impl TenantConnection for TenantDb {
-    fn __exec(&self, _: private::Token) -> Exec<'_> {
-        Exec::Db(&self.conn)
+    fn __unit(
+        &self,
+        _: private::Token,
+        access: Option<&Access>,
+    ) -> impl Future<Output = Result<Unit<'_>>> + Send {
+        self.unit(access)
     }
 
     fn __access(&self, _: private::Token) -> Result<Access> {
@@ -171,8 +323,17 @@ impl TenantConnection for TenantDb {
 }
 
 impl TenantConnection for TenantTxn {
-    fn __exec(&self, _: private::Token) -> Exec<'_> {
-        Exec::Txn(&self.txn)
+    fn __unit(
+        &self,
+        _: private::Token,
+        _: Option<&Access>,
+    ) -> impl Future<Output = Result<Unit<'_>>> + Send {
+        let exec = match &self.txn {
+            TxnKind::Orm(txn) => Exec::Txn(txn),
+            #[cfg(feature = "postgres")]
+            TxnKind::Pg(txn) => Exec::Pg(txn),
+        };
+        std::future::ready(Ok(Unit::shared(exec)))
     }
 
     fn __access(&self, _: private::Token) -> Result<Access> {
@@ -195,9 +356,15 @@ fn describe(access: &Access) -> String {
     }
 }
 
+// Not offered in messages: "`&T` implements it" only distracts from wrapping the connection.
+#[diagnostic::do_not_recommend]
 impl<T: TenantConnection> TenantConnection for &T {
-    fn __exec(&self, _: private::Token) -> Exec<'_> {
-        (**self).__exec(private::Token(()))
+    fn __unit(
+        &self,
+        _: private::Token,
+        access: Option<&Access>,
+    ) -> impl Future<Output = Result<Unit<'_>>> + Send {
+        (**self).__unit(private::Token(()), access)
     }
 
     fn __access(&self, _: private::Token) -> Result<Access> {
@@ -216,17 +383,31 @@ pub(crate) mod private {
     impl<T: Sealed> Sealed for &T {}
 }
 
+impl fmt::Debug for Exec<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Exec::Db(_) => "Exec::Db",
+            Exec::Txn(_) => "Exec::Txn",
+            #[cfg(feature = "postgres")]
+            Exec::Pg(_) => "Exec::Pg",
+        })
+    }
+}
+
 /// The one place scoped statements reach the database.
 ///
 /// Public only so that the sealed [`TenantConnection`] can name it; it cannot be obtained
 /// outside this crate.
 #[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub enum Exec<'a> {
     #[doc(hidden)]
     Db(&'a DatabaseConnection),
     #[doc(hidden)]
     Txn(&'a DatabaseTransaction),
+    #[doc(hidden)]
+    #[cfg(feature = "postgres")]
+    Pg(&'a PgTxn),
 }
 
 #[async_trait::async_trait]
@@ -235,6 +416,8 @@ impl ConnectionTrait for Exec<'_> {
         match self {
             Exec::Db(c) => c.get_database_backend(),
             Exec::Txn(c) => c.get_database_backend(),
+            #[cfg(feature = "postgres")]
+            Exec::Pg(_) => DbBackend::Postgres,
         }
     }
 
@@ -242,6 +425,15 @@ impl ConnectionTrait for Exec<'_> {
         match self {
             Exec::Db(c) => c.execute_raw(stmt).await,
             Exec::Txn(c) => c.execute_raw(stmt).await,
+            #[cfg(feature = "postgres")]
+            Exec::Pg(txn) => {
+                let mut txn = txn.lock().await;
+                bound(&stmt)
+                    .execute(&mut **txn)
+                    .await
+                    .map(Into::into)
+                    .map_err(|e| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
+            }
         }
     }
 
@@ -253,6 +445,15 @@ impl ConnectionTrait for Exec<'_> {
         match self {
             Exec::Db(c) => c.execute_unprepared(sql).await,
             Exec::Txn(c) => c.execute_unprepared(sql).await,
+            #[cfg(feature = "postgres")]
+            Exec::Pg(txn) => {
+                let mut txn = txn.lock().await;
+                sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut **txn)
+                    .await
+                    .map(Into::into)
+                    .map_err(|e| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
+            }
         }
     }
 
@@ -260,6 +461,15 @@ impl ConnectionTrait for Exec<'_> {
         match self {
             Exec::Db(c) => c.query_one_raw(stmt).await,
             Exec::Txn(c) => c.query_one_raw(stmt).await,
+            #[cfg(feature = "postgres")]
+            Exec::Pg(txn) => {
+                let mut txn = txn.lock().await;
+                bound(&stmt)
+                    .fetch_optional(&mut **txn)
+                    .await
+                    .map(|row| row.map(Into::into))
+                    .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
+            }
         }
     }
 
@@ -267,6 +477,15 @@ impl ConnectionTrait for Exec<'_> {
         match self {
             Exec::Db(c) => c.query_all_raw(stmt).await,
             Exec::Txn(c) => c.query_all_raw(stmt).await,
+            #[cfg(feature = "postgres")]
+            Exec::Pg(txn) => {
+                let mut txn = txn.lock().await;
+                bound(&stmt)
+                    .fetch_all(&mut **txn)
+                    .await
+                    .map(|rows| rows.into_iter().map(Into::into).collect())
+                    .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
+            }
         }
     }
 
@@ -274,13 +493,108 @@ impl ConnectionTrait for Exec<'_> {
         match self {
             Exec::Db(c) => c.support_returning(),
             Exec::Txn(c) => c.support_returning(),
+            #[cfg(feature = "postgres")]
+            Exec::Pg(_) => true,
         }
     }
 }
 
-/// The executor of `conn`, for this crate's own statements.
-pub(crate) fn exec<C: TenantConnection + ?Sized>(conn: &C) -> Exec<'_> {
-    conn.__exec(private::Token(()))
+/// A SeaORM statement as a sqlx query with its values bound (prepared and cached by sqlx).
+#[cfg(feature = "postgres")]
+fn bound(
+    stmt: &Statement,
+) -> sea_orm::sqlx::query::Query<'_, sea_orm::sqlx::Postgres, sea_query_sqlx::SqlxValues> {
+    let values = stmt
+        .values
+        .clone()
+        .unwrap_or_else(|| sea_orm::Values(Vec::new()));
+    sea_orm::sqlx::query_with(
+        sea_orm::sqlx::AssertSqlSafe(stmt.sql.as_str()),
+        sea_query_sqlx::SqlxValues(values),
+    )
+}
+
+/// A unit of work on `conn` acting for `access` (`None`: no tenant needed).
+pub(crate) async fn unit<'c, C: TenantConnection + ?Sized>(
+    conn: &'c C,
+    access: Option<&Access>,
+) -> Result<Unit<'c>> {
+    conn.__unit(private::Token(()), access).await
+}
+
+#[cfg(feature = "postgres")]
+type PgTxn = tokio::sync::Mutex<sea_orm::sqlx::Transaction<'static, sea_orm::sqlx::Postgres>>;
+
+/// One unit of work: the statements of one scoped operation. In RLS mode it owns the
+/// transaction that bound the tenant, committed by [`finish`](Self::finish) on success and rolled
+/// back otherwise (also when dropped half-way).
+#[doc(hidden)]
+pub struct Unit<'a> {
+    kind: UnitKind<'a>,
+}
+
+enum UnitKind<'a> {
+    /// Statements run on a pool or a caller's transaction.
+    Shared(Exec<'a>),
+    /// Statements run in a transaction this unit began with the tenant bound.
+    #[cfg(feature = "postgres")]
+    Bound(PgTxn),
+}
+
+impl fmt::Debug for Unit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unit").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Unit<'a> {
+    fn shared(exec: Exec<'a>) -> Self {
+        Self {
+            kind: UnitKind::Shared(exec),
+        }
+    }
+
+    /// The executor the unit's statements run on.
+    pub(crate) fn exec(&self) -> Exec<'_> {
+        match &self.kind {
+            UnitKind::Shared(exec) => *exec,
+            #[cfg(feature = "postgres")]
+            UnitKind::Bound(txn) => Exec::Pg(txn),
+        }
+    }
+
+    /// Ends the unit: commits its own transaction when `result` is a success, rolls it back
+    /// otherwise.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(clippy::unused_async, reason = "awaits only on the PostgreSQL path")
+    )]
+    pub(crate) async fn finish<T>(self, result: Result<T>) -> Result<T> {
+        match self.kind {
+            UnitKind::Shared(_) => result,
+            #[cfg(feature = "postgres")]
+            UnitKind::Bound(txn) => {
+                let txn = txn.into_inner();
+                match result {
+                    Ok(value) => {
+                        txn.commit().await.map_err(sqlx_err)?;
+                        Ok(value)
+                    }
+                    Err(err) => {
+                        // The statement's error is the one to report; a failed rollback drops
+                        // the connection, which ends the transaction anyway.
+                        let _ = txn.rollback().await;
+                        Err(err)
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn sqlx_err(err: sea_orm::sqlx::Error) -> Error {
+    Error::Db(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(err))))
 }
 
 /// Who an operation on `conn` acts for right now.

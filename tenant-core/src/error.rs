@@ -37,6 +37,18 @@ pub enum Error {
         /// The tenant in scope at the time of use.
         scope: String,
     },
+    /// A write referenced a parent row that does not exist in the current tenant: the
+    /// tenant-consistent foreign key `(tenant, parent key)` refused it.
+    #[error(
+        "`{entity}` row references a parent that does not exist in the current tenant; rows can only point at parents of their own tenant"
+    )]
+    ParentNotFound {
+        /// The table name of the entity written.
+        entity: &'static str,
+        /// The database's error.
+        #[source]
+        source: sea_orm::DbErr,
+    },
     /// A system scope tried to insert a row without saying which tenant owns it.
     #[error(
         "`{entity}` row has no tenant id and a system scope has no tenant to stamp; set the tenant column explicitly"
@@ -45,6 +57,14 @@ pub enum Error {
         /// The table name of the entity.
         entity: &'static str,
     },
+    /// A configuration the library refuses, such as RLS on a backend without it.
+    #[error("{0}")]
+    Config(String),
+    /// A system scope under RLS, on a `TenantDb` with no connection that may bypass RLS.
+    #[error(
+        "a system scope cannot run under RLS on the application role; give the `TenantDb` a connection whose role bypasses RLS with `TenantDb::with_system_connection`"
+    )]
+    SystemNeedsBypass,
     /// Text that is not a valid tenant id.
     #[error(
         "`{input}` is not a tenant id; expected a UUID such as `6f1c2a9e-1d4b-4c3e-9f5a-2b7d8e9f0a1b`"
@@ -56,6 +76,9 @@ pub enum Error {
         #[source]
         source: uuid::Error,
     },
+    /// The start-up audit found problems; `TenantDb::with_rls_checked` refuses to start.
+    #[error("the start-up audit refused this database; {0}")]
+    Audit(crate::Report),
     /// The database refused or failed the statement.
     #[error("database error")]
     Db(#[from] sea_orm::DbErr),

@@ -3,31 +3,47 @@
 //!
 //! Users depend on the `tenant` facade, which re-exports this crate and adds the derive.
 
+mod audit;
 mod context;
 mod db;
 mod entity;
 mod error;
 mod id;
 mod repo;
+mod rls;
 mod schema;
 mod select;
 mod write;
 
+#[cfg(feature = "postgres")]
+pub use audit::audit;
+pub use audit::{Finding, FindingKind, Report};
 pub use context::{SystemScope, current, scope, spawn};
 pub use db::{AssertUnscoped, TenantConnection, TenantDb, TenantTxn};
 pub use entity::{Tenancy, TenantScoped};
 pub use error::{Error, Result};
 pub use id::{TenantId, TenantKey};
 pub use repo::TenantRepo;
-pub use schema::{Table, TableSpec, TableStatements, create_schema, table, table_statements};
-pub use select::{IntoModel, IntoTuple, Paginator, Scoped};
+pub use rls::{PolicyForm, Rls};
+pub use schema::{ExpectedForeignKey, ExpectedIndex, ExpectedPolicy, ExpectedTable};
+pub use schema::{
+    Table, TableSpec, TableStatements, TenantSchema, create_schema, table, table_statements,
+};
+pub use select::{CursorOf, IntoModel, IntoTuple, Paginator, Scoped};
 pub use write::{DeleteById, Insert, InsertMany, Update};
+
+/// A tenant-scoped select of `E`: what `Entity::find()` returns for an entity declared with
+/// `#[derive(TenantScoped)]`, also for entities in SeaORM's dense format, whose `find` stays
+/// SeaORM's.
+pub fn find<E: Tenancy>() -> Scoped<sea_orm::Select<E>> {
+    __private::find::<E>()
+}
 
 /// What generated code calls. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::context::Access;
-    pub use crate::db::Exec;
+    pub use crate::db::{Exec, Unit};
     pub use crate::write::{delete, insert, save, update};
     pub use sea_orm;
     pub use uuid;

@@ -4,13 +4,17 @@
 
 use std::fmt;
 
-use sea_orm::sea_query::{Index, IndexCreateStatement, TableCreateStatement};
+use sea_orm::sea_query::{
+    Alias, ForeignKey, ForeignKeyCreateStatement, Index, IndexCreateStatement, TableCreateStatement,
+};
 use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn, Schema,
+    ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn,
+    RelationTrait, Schema, Statement,
 };
 
 use crate::Result;
 use crate::entity::Tenancy;
+use crate::rls::{Rls, quote_ident};
 
 /// The keys an entity's `#[tenant(..)]` attribute declares, in declaration order.
 pub struct TableSpec<E: EntityTrait> {
@@ -78,20 +82,43 @@ pub struct TableStatements {
     pub indexes: Vec<IndexCreateStatement>,
 }
 
-/// The statements for `E` on `backend`, usable from a `sea-orm-migration` migration:
-///
-/// ```ignore
-/// let s = tenant::table_statements::<post::Entity>(manager.get_database_backend());
-/// manager.create_table(s.table).await?;
-/// for index in s.indexes { manager.create_index(index).await?; }
-/// ```
-pub fn table_statements<E: Tenancy>(backend: DbBackend) -> TableStatements {
+/// The statements for `E` on `backend`; parents named in `known` are referenced
+/// tenant-consistently (see [`TenantSchema`]).
+fn entity_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableStatements {
     let entity = E::default();
     let table_name = entity.table_name();
     let mut table = Schema::new(backend).create_table_from_entity(entity);
     table.if_not_exists();
     let mut indexes = Vec::new();
     if let Some(tenant) = E::tenant_column() {
+        // A child that belongs to a tenant-scoped parent references `(tenant, key)`, so that a
+        // row can only point at a parent of its own tenant; SeaORM's plain key stays beside it.
+        for relation in E::Relation::iter() {
+            let rel = relation.def();
+            if rel.is_owner || rel.skip_fk {
+                continue;
+            }
+            let parent_name = table_ref_name(&rel.to_tbl);
+            let Some(parent_tenant) = known
+                .iter()
+                .find(|t| t.name == parent_name)
+                .and_then(|t| t.tenant_column)
+            else {
+                continue;
+            };
+            let mut fk = ForeignKey::create();
+            let mut name = format!("fk_{table_name}_{}", tenant.as_str());
+            fk.from_tbl(entity)
+                .from_col(tenant)
+                .to_tbl(rel.to_tbl.clone());
+            fk.to_col(Alias::new(parent_tenant));
+            for (from, to) in rel.from_col.iter().zip(rel.to_col.iter()) {
+                name.push('_');
+                name.push_str(&from.to_string());
+                fk.from_col(from.clone()).to_col(to.clone());
+            }
+            table.foreign_key(fk.name(name));
+        }
         let spec = E::table_spec();
         let pk: Vec<E::Column> = E::PrimaryKey::iter()
             .map(PrimaryKeyToColumn::into_column)
@@ -129,41 +156,422 @@ pub fn table_statements<E: Tenancy>(backend: DbBackend) -> TableStatements {
     TableStatements { table, indexes }
 }
 
+fn table_ref_name(table: &sea_orm::sea_query::TableRef) -> String {
+    use sea_orm::sea_query::TableRef;
+    match table {
+        TableRef::Table(name, _) => name.1.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The statements for `E` alone on `backend`: the table, its tenant column, and the
+/// tenant-leading keys. For references to tenant-scoped parents, use [`TenantSchema`].
+pub fn table_statements<E: Tenancy>(backend: DbBackend) -> TableStatements {
+    entity_statements::<E>(backend, &[])
+}
+
+/// What one table of a [`TenantSchema`] must look like in the live database: the objects its
+/// statements create, read back from those very statements (see [`TenantSchema::expected`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpectedTable {
+    /// The table name.
+    pub name: &'static str,
+    /// The tenant column, `None` for a global table (which has nothing else to expect).
+    pub tenant_column: Option<&'static str>,
+    /// The tenant-leading indexes, in the order they are created: the `(tenant, primary key)`
+    /// unique first, then the per-tenant uniques, then the composite indexes.
+    pub indexes: Vec<ExpectedIndex>,
+    /// The tenant-consistent foreign keys `(tenant, parent key)` to tenant-scoped parents.
+    pub foreign_keys: Vec<ExpectedForeignKey>,
+    /// The Row-Level Security policy, when the schema has [`rls`](TenantSchema::rls) and the
+    /// table is tenant-scoped.
+    pub policy: Option<ExpectedPolicy>,
+}
+
+/// A tenant-leading index or per-tenant unique of an [`ExpectedTable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpectedIndex {
+    /// The index name, `ix_<table>_<tenant>_<columns>` or `ux_<table>_<tenant>_<columns>`.
+    pub name: String,
+    /// The key columns in order, the tenant column first.
+    pub columns: Vec<String>,
+    /// Whether it is a per-tenant unique.
+    pub unique: bool,
+}
+
+/// A tenant-consistent foreign key of an [`ExpectedTable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpectedForeignKey {
+    /// The constraint name, `fk_<table>_<tenant>_<columns>`.
+    pub name: String,
+    /// The referencing columns in order, the tenant column first.
+    pub columns: Vec<String>,
+    /// The parent table.
+    pub parent: String,
+    /// The referenced columns of the parent, in the same order.
+    pub parent_columns: Vec<String>,
+}
+
+/// The Row-Level Security policy of an [`ExpectedTable`], as written in its `CREATE POLICY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpectedPolicy {
+    /// The policy name, [`Rls::POLICY`].
+    pub name: &'static str,
+    /// The `USING` expression, without the surrounding parentheses.
+    pub using: String,
+    /// The `WITH CHECK` expression, without the surrounding parentheses.
+    pub with_check: String,
+}
+
+impl ExpectedTable {
+    fn of(t: &Table, tables: &[Table], rls: Option<&Rls>) -> Self {
+        let s = (t.statements)(DbBackend::Postgres, tables);
+        let indexes = s
+            .indexes
+            .iter()
+            .map(|i| ExpectedIndex {
+                name: i.get_index_spec().get_name().unwrap_or_default().to_owned(),
+                columns: i.get_index_spec().get_column_names(),
+                unique: i.is_unique_key(),
+            })
+            .collect();
+        // SeaORM's own single-column foreign keys stay beside ours; only the ones that lead with
+        // the tenant column are the tenant-consistent ones.
+        let foreign_keys = s
+            .table
+            .get_foreign_key_create_stmts()
+            .iter()
+            .map(ForeignKeyCreateStatement::get_foreign_key)
+            .filter(|f| {
+                t.tenant_column
+                    .is_some_and(|c| f.get_columns().first().is_some_and(|first| first == c))
+            })
+            .map(|f| ExpectedForeignKey {
+                name: f.get_name().unwrap_or_default().to_owned(),
+                columns: f.get_columns(),
+                parent: f.get_ref_table().map(table_ref_name).unwrap_or_default(),
+                parent_columns: f.get_ref_columns(),
+            })
+            .collect();
+        let policy = rls.and_then(|rls| {
+            (t.policies)(rls)
+                .iter()
+                .find_map(|sql| ExpectedPolicy::parse(t.name, sql))
+        });
+        Self {
+            name: t.name,
+            tenant_column: t.tenant_column,
+            indexes,
+            foreign_keys,
+            policy,
+        }
+    }
+}
+
+impl ExpectedPolicy {
+    /// Reads `USING (..) WITH CHECK (..)` back from the `CREATE POLICY` statement of
+    /// [`Rls::policy_statements`], so that the audit compares against exactly what was created.
+    fn parse(table: &str, sql: &str) -> Option<Self> {
+        let head = format!(
+            "CREATE POLICY {} ON {} USING (",
+            Rls::POLICY,
+            quote_ident(table)
+        );
+        let (using, rest) = split_parenthesised(sql.strip_prefix(&head)?)?;
+        let (with_check, rest) = split_parenthesised(rest.strip_prefix(" WITH CHECK (")?)?;
+        rest.is_empty().then(|| Self {
+            name: Rls::POLICY,
+            using: using.to_owned(),
+            with_check: with_check.to_owned(),
+        })
+    }
+}
+
+/// Splits `s`, which follows an opening parenthesis, at the matching closing one: the inside
+/// and what follows it. Parentheses inside quoted literals and identifiers do not count.
+fn split_parenthesised(s: &str) -> Option<(&str, &str)> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            // A doubled quote inside a quoted run closes and reopens it: same result.
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') if depth == 0 => return Some((&s[..i], &s[i + 1..])),
+            (None, ')') => depth -= 1,
+            // Inside quotes, or any other character.
+            _ => {}
+        }
+    }
+    None
+}
+
 /// One entity's schema, type-erased so that a list of them can be created together.
 pub struct Table {
     name: &'static str,
-    statements: fn(DbBackend) -> TableStatements,
+    tenant_column: Option<&'static str>,
+    statements: fn(DbBackend, &[Table]) -> TableStatements,
+    policies: fn(&Rls) -> Vec<String>,
 }
 
 impl fmt::Debug for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Table")
             .field("name", &self.name)
+            .field("tenant_column", &self.tenant_column)
             .finish_non_exhaustive()
     }
 }
 
-/// `E`'s schema, for [`create_schema`].
-pub fn table<E: Tenancy>() -> Table {
-    Table {
-        name: E::default().table_name(),
-        statements: table_statements::<E>,
+impl Table {
+    /// The table name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The tenant column, `None` for a global table.
+    pub fn tenant_column(&self) -> Option<&'static str> {
+        self.tenant_column
     }
 }
 
-/// Creates the tables (in the order given: parents first) and their tenant-leading keys, if
-/// they do not exist yet. For quick starts and tests; production schemas belong in migrations.
+/// `E`'s schema, for [`TenantSchema`] and [`create_schema`].
+pub fn table<E: Tenancy>() -> Table {
+    Table {
+        name: E::default().table_name(),
+        tenant_column: E::tenant_column().map(|c| c.as_str()),
+        statements: entity_statements::<E>,
+        policies: Rls::policy_statements::<E>,
+    }
+}
+
+/// The schema of a set of entities, parents first: tables with their tenant column, the
+/// tenant-leading keys, tenant-consistent foreign keys to tenant-scoped parents in the set, and
+/// (with [`rls`](Self::rls), on PostgreSQL) the Row-Level Security policies.
+///
+/// Usable from a `sea-orm-migration` migration, one entity at a time or all at once:
+///
+/// ```ignore
+/// let schema = TenantSchema::new().table::<post::Entity>().table::<comment::Entity>().rls(Rls::default());
+/// let db = manager.get_connection();
+/// for stmt in schema.statements_for("comment", db.get_database_backend()) {
+///     db.execute_raw(stmt).await?;
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct TenantSchema {
+    tables: Vec<Table>,
+    rls: Option<Rls>,
+}
+
+impl TenantSchema {
+    /// An empty schema.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `E`; add parents before their children.
+    #[must_use]
+    pub fn table<E: Tenancy>(mut self) -> Self {
+        self.tables.push(table::<E>());
+        self
+    }
+
+    /// Adds already erased tables, in order.
+    #[must_use]
+    pub fn tables(mut self, tables: impl IntoIterator<Item = Table>) -> Self {
+        self.tables.extend(tables);
+        self
+    }
+
+    /// Also puts every tenant table under Row-Level Security (PostgreSQL only; ignored on
+    /// other backends, which keep the app-level guarantees).
+    #[must_use]
+    pub fn rls(mut self, rls: Rls) -> Self {
+        self.rls = Some(rls);
+        self
+    }
+
+    /// The tables, in order.
+    pub fn table_list(&self) -> &[Table] {
+        &self.tables
+    }
+
+    /// The RLS settings the policies are generated for.
+    pub fn rls_settings(&self) -> Option<&Rls> {
+        self.rls.as_ref()
+    }
+
+    /// Every statement for the table `name`, in the order to run them.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a table of this schema: a migration naming a table that was never
+    /// added is a programming error.
+    pub fn statements_for(&self, name: &str, backend: DbBackend) -> Vec<Statement> {
+        let t = self
+            .tables
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("`{name}` is not a table of this `TenantSchema`"));
+        self.statements_of(t, backend)
+    }
+
+    fn statements_of(&self, t: &Table, backend: DbBackend) -> Vec<Statement> {
+        let s = (t.statements)(backend, &self.tables);
+        let mut out = vec![backend.build(&s.table)];
+        out.extend(s.indexes.iter().map(|i| backend.build(i)));
+        if let (Some(rls), DbBackend::Postgres) = (&self.rls, backend) {
+            out.extend(
+                (t.policies)(rls)
+                    .into_iter()
+                    .map(|sql| Statement::from_string(backend, sql)),
+            );
+        }
+        out
+    }
+
+    /// Every statement of every table, parents first.
+    pub fn statements(&self, backend: DbBackend) -> Vec<Statement> {
+        self.tables
+            .iter()
+            .flat_map(|t| self.statements_of(t, backend))
+            .collect()
+    }
+
+    /// What every table must look like in the live database: its tenant-leading indexes and
+    /// uniques, tenant-consistent foreign keys and (with [`rls`](Self::rls)) its policy, with
+    /// names and columns. Read back from the same statements [`statements`](Self::statements)
+    /// returns, so the two cannot drift; `tenant::audit` (feature `postgres`) compares it with
+    /// the live catalog.
+    pub fn expected(&self) -> Vec<ExpectedTable> {
+        self.tables
+            .iter()
+            .map(|t| ExpectedTable::of(t, &self.tables, self.rls.as_ref()))
+            .collect()
+    }
+
+    /// Runs [`statements`](Self::statements) on `conn` (the owner's connection, not the
+    /// application role's). Re-runnable: tables and keys are created if missing, policies
+    /// replaced.
+    pub async fn create<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
+        for stmt in self.statements(conn.get_database_backend()) {
+            conn.execute_raw(stmt).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the tables (in the order given: parents first) and their tenant-leading keys and
+/// tenant-consistent foreign keys, if they do not exist yet: `TenantSchema` without RLS. For
+/// quick starts and tests; production schemas belong in migrations.
 ///
 /// It takes the raw connection, before it is wrapped in a [`TenantDb`](crate::TenantDb): DDL is
 /// not tenant-scoped.
 pub async fn create_schema<C: ConnectionTrait>(conn: &C, tables: &[Table]) -> Result<()> {
     let backend = conn.get_database_backend();
     for t in tables {
-        let s = (t.statements)(backend);
+        let s = (t.statements)(backend, tables);
         conn.execute(&s.table).await?;
         for index in &s.indexes {
             conn.execute(index).await?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PolicyForm;
+
+    #[allow(
+        unreachable_pub,
+        missing_docs,
+        reason = "SeaORM's entity layout: `pub` items in a private test module"
+    )]
+    mod item {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "item")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub tenant_id: Uuid,
+            pub sku: String,
+            pub title: String,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+
+        impl crate::Tenancy for Entity {
+            fn tenant_column() -> Option<Column> {
+                Some(Column::TenantId)
+            }
+
+            fn table_spec() -> crate::TableSpec<Self> {
+                crate::TableSpec::new()
+                    .unique(&[Column::Sku])
+                    .index(&[Column::Title])
+            }
+        }
+    }
+
+    #[test]
+    fn expected_objects_are_read_back_from_the_statements() {
+        for form in [PolicyForm::Subquery, PolicyForm::Plain] {
+            let rls = Rls::default().with_policy_form(form);
+            let schema = TenantSchema::new().table::<item::Entity>().rls(rls.clone());
+            let [item] = &schema.expected()[..] else {
+                panic!("one table expected")
+            };
+            let names: Vec<(&str, bool, Vec<String>)> = item
+                .indexes
+                .iter()
+                .map(|i| (i.name.as_str(), i.unique, i.columns.clone()))
+                .collect();
+            let cols = |c: &[&str]| c.iter().map(|&c| c.to_owned()).collect::<Vec<_>>();
+            assert_eq!(
+                names,
+                [
+                    ("ux_item_tenant_id_id", true, cols(&["tenant_id", "id"])),
+                    ("ux_item_tenant_id_sku", true, cols(&["tenant_id", "sku"])),
+                    (
+                        "ix_item_tenant_id_title",
+                        false,
+                        cols(&["tenant_id", "title"])
+                    ),
+                ]
+            );
+            let check = format!("\"tenant_id\" = {}", rls.current_tenant_sql());
+            let policy = item.policy.as_ref().expect("the policy is parsed back");
+            assert_eq!(policy.name, Rls::POLICY);
+            assert_eq!(policy.using, check);
+            assert_eq!(policy.with_check, check);
+        }
+        let plain = TenantSchema::new().table::<item::Entity>();
+        assert_eq!(plain.expected()[0].policy, None);
+    }
+
+    #[test]
+    fn parentheses_in_quotes_do_not_end_an_expression() {
+        assert_eq!(
+            split_parenthesised("a = f(')', \"(\") OR (b)) WITH CHECK (x)"),
+            Some(("a = f(')', \"(\") OR (b)", " WITH CHECK (x)"))
+        );
+        assert_eq!(
+            split_parenthesised("a = 'it''s (' ) tail"),
+            Some(("a = 'it''s (' ", " tail"))
+        );
+        assert_eq!(split_parenthesised("(unclosed"), None);
+    }
 }

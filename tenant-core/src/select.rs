@@ -6,15 +6,15 @@
 
 use std::marker::PhantomData;
 
-use sea_orm::sea_query::{Expr, ExprTrait, SelectStatement};
+use sea_orm::sea_query::{Expr, ExprTrait, IntoValueTuple, SelectStatement};
 use sea_orm::{
-    ColumnTrait, Condition, FromQueryResult, IdenStatic, PaginatorTrait, PartialModelTrait,
-    QueryFilter, QueryOrder, QuerySelect, Related, RelationDef, Select, SelectTwo, SelectTwoMany,
-    TryGetableMany,
+    ColumnTrait, Condition, Cursor, FromQueryResult, IdenStatic, IntoIdentity, PaginatorTrait,
+    PartialModelTrait, QueryFilter, QueryOrder, QuerySelect, Related, RelationDef, Select,
+    SelectModel, SelectTwo, SelectTwoMany, TryGetableMany,
 };
 
 use crate::context::{Access, audit_system};
-use crate::db::{self, TenantConnection};
+use crate::db::{self, TenantConnection, Unit};
 use crate::entity::{Tenancy, table_name};
 use crate::{Error, Result, TenantId};
 
@@ -95,21 +95,72 @@ impl<Q: QueryOrder> QueryOrder for Scoped<Q> {
     }
 }
 
-/// The predicate that limits `E` to the tenant `conn` acts for, or `None` when `E` is global or
-/// a system scope is in force (logged). Fails closed with no tenant.
-pub(crate) fn predicate<E: Tenancy, C: TenantConnection + ?Sized>(
-    conn: &C,
-    operation: &'static str,
-) -> Result<Option<Expr>> {
-    let Some(column) = E::tenant_column() else {
-        return Ok(None);
-    };
-    match db::access(conn)? {
-        Access::Tenant(id) => Ok(Some(column.eq(id.to_value()))),
-        Access::System(reason) => {
-            audit_system(reason, operation, table_name::<E>());
-            Ok(None)
+/// How one operation on `E` runs: the predicate that limits it to the tenant, and whom the
+/// unit of work acts for.
+pub(crate) struct Plan {
+    predicate: Option<Expr>,
+    access: Option<Access>,
+}
+
+impl Plan {
+    /// The plan for `E` on `conn`: `E`'s tenant predicate for the tenant `conn` acts for, none
+    /// for a global `E` or under a system scope (logged). Fails closed with no tenant.
+    pub(crate) fn of<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        operation: &'static str,
+    ) -> Result<Self> {
+        let Some(column) = E::tenant_column() else {
+            return Ok(Self {
+                predicate: None,
+                access: None,
+            });
+        };
+        let access = db::access(conn)?;
+        let predicate = match &access {
+            Access::Tenant(id) => Some(column.eq(id.to_value())),
+            Access::System(reason) => {
+                audit_system(reason, operation, table_name::<E>());
+                None
+            }
+        };
+        Ok(Self {
+            predicate,
+            access: Some(access),
+        })
+    }
+
+    /// Whom the operation acts for; `None` when only global tables are involved.
+    pub(crate) fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
+    }
+
+    /// This plan's predicate, acting also for whoever `other` acts for (a joined entity).
+    pub(crate) fn with(self, other: Plan) -> Self {
+        Self {
+            predicate: self.predicate,
+            access: self.access.or(other.access),
         }
+    }
+
+    /// `query` with the tenant predicate added.
+    pub(crate) fn apply<Q: QueryFilter>(&self, query: Q) -> Q {
+        match &self.predicate {
+            Some(p) => query.filter(p.clone()),
+            None => query,
+        }
+    }
+
+    /// The predicate, for statements that take it elsewhere (an upsert's `WHERE`).
+    pub(crate) fn predicate(&self) -> Option<&Expr> {
+        self.predicate.as_ref()
+    }
+
+    /// Opens the unit of work this plan's statements run in.
+    pub(crate) async fn unit<'c, C: TenantConnection + ?Sized>(
+        &self,
+        conn: &'c C,
+    ) -> Result<Unit<'c>> {
+        db::unit(conn, self.access.as_ref()).await
     }
 }
 
@@ -130,49 +181,53 @@ impl<Q> Scoped<Q> {
     }
 }
 
-fn scoped_select<E: Tenancy, C: TenantConnection + ?Sized>(
-    select: Select<E>,
-    conn: &C,
-    operation: &'static str,
-) -> Result<Select<E>> {
-    Ok(match predicate::<E, C>(conn, operation)? {
-        Some(p) => select.filter(p),
-        None => select,
-    })
+/// Runs `$call` on the executor of `$plan`'s unit of work and finishes the unit with its result.
+macro_rules! in_unit {
+    ($plan:expr, $conn:expr, |$exec:ident| $call:expr) => {{
+        let unit = $plan.unit($conn).await?;
+        let result = {
+            let $exec = &unit.exec();
+            $call.await.map_err(Error::from)
+        };
+        unit.finish(result).await
+    }};
 }
+pub(crate) use in_unit;
 
 impl<E: Tenancy> Scoped<Select<E>> {
     fn prepare<C: TenantConnection + ?Sized>(
         self,
         conn: &C,
         op: &'static str,
-    ) -> Result<Select<E>> {
+    ) -> Result<(Select<E>, Plan)> {
         self.check_pinned(conn)?;
-        scoped_select(self.query, conn, op)
+        let plan = Plan::of::<E, C>(conn, op)?;
+        Ok((plan.apply(self.query), plan))
     }
 
     /// All rows of the current tenant that match.
     pub async fn all<C: TenantConnection>(self, conn: &C) -> Result<Vec<E::Model>> {
-        let select = self.prepare(conn, "select")?;
-        Ok(select.all(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare(conn, "select")?;
+        in_unit!(plan, conn, |exec| select.all(exec))
     }
 
     /// The first matching row of the current tenant.
     pub async fn one<C: TenantConnection>(self, conn: &C) -> Result<Option<E::Model>> {
-        let select = self.prepare(conn, "select")?;
-        Ok(select.one(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare(conn, "select")?;
+        in_unit!(plan, conn, |exec| select.one(exec))
     }
 
     /// How many rows of the current tenant match.
     pub async fn count<C: TenantConnection>(self, conn: &C) -> Result<u64> {
-        let select = self.prepare(conn, "count")?;
-        Ok(select.count(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare(conn, "count")?;
+        in_unit!(plan, conn, |exec| select.count(exec))
     }
 
     /// Whether any row of the current tenant matches.
     pub async fn exists<C: TenantConnection>(self, conn: &C) -> Result<bool> {
-        let select = self.prepare(conn, "exists")?;
-        Ok(select.limit(1).one(&db::exec(conn)).await?.is_some())
+        let (select, plan) = self.prepare(conn, "exists")?;
+        let row = in_unit!(plan, conn, |exec| select.limit(1).one(exec))?;
+        Ok(row.is_some())
     }
 
     /// Pages through the current tenant's matching rows; the count and every page are scoped.
@@ -187,6 +242,17 @@ impl<E: Tenancy> Scoped<Select<E>> {
             conn,
             page_size,
         }
+    }
+
+    /// Cursor pagination by `columns` (SeaORM's `cursor_by`); the tenant predicate is added when
+    /// the page is fetched.
+    pub fn cursor_by<K: IntoIdentity>(self, columns: K) -> Scoped<CursorOf<E>> {
+        self.map(
+            |select| CursorOf {
+                cursor: select.cursor_by(columns),
+            },
+            false,
+        )
     }
 
     /// Maps rows to another model, such as a `DerivePartialModel` or a `FromQueryResult`.
@@ -332,25 +398,28 @@ impl<C: ColumnTrait> QualifiedExpr for C {
     }
 }
 
-impl<E: Tenancy, R: Tenancy> Scoped<SelectTwo<E, R>> {
-    fn prepare<C: TenantConnection + ?Sized>(self, conn: &C) -> Result<SelectTwo<E, R>> {
+impl<Q: QueryFilter> Scoped<Q> {
+    /// The base entity `E`'s plan, acting also for the joined `R` (whose predicate is already
+    /// in the `ON` clause).
+    fn prepare_two<E: Tenancy, R: Tenancy, C: TenantConnection + ?Sized>(
+        self,
+        conn: &C,
+    ) -> Result<(Q, Plan)> {
         self.check_pinned(conn)?;
-        // `R`'s predicate is already in the `ON` clause; only the base entity is filtered here.
-        predicate::<R, C>(conn, "select")?;
-        Ok(match predicate::<E, C>(conn, "select")? {
-            Some(p) => self.query.filter(p),
-            None => self.query,
-        })
+        let plan = Plan::of::<E, C>(conn, "select")?.with(Plan::of::<R, C>(conn, "select")?);
+        Ok((plan.apply(self.query), plan))
     }
+}
 
+impl<E: Tenancy, R: Tenancy> Scoped<SelectTwo<E, R>> {
     /// All rows of the current tenant, each with its related row when that row is in the same
     /// tenant.
     pub async fn all<C: TenantConnection>(
         self,
         conn: &C,
     ) -> Result<Vec<(E::Model, Option<R::Model>)>> {
-        let select = self.prepare(conn)?;
-        Ok(select.all(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare_two::<E, R, C>(conn)?;
+        in_unit!(plan, conn, |exec| select.all(exec))
     }
 
     /// The first row, as [`all`](Self::all).
@@ -358,8 +427,8 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwo<E, R>> {
         self,
         conn: &C,
     ) -> Result<Option<(E::Model, Option<R::Model>)>> {
-        let select = self.prepare(conn)?;
-        Ok(select.one(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare_two::<E, R, C>(conn)?;
+        in_unit!(plan, conn, |exec| select.one(exec))
     }
 }
 
@@ -369,13 +438,57 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwoMany<E, R>> {
         self,
         conn: &C,
     ) -> Result<Vec<(E::Model, Vec<R::Model>)>> {
+        let (select, plan) = self.prepare_two::<E, R, C>(conn)?;
+        in_unit!(plan, conn, |exec| select.all(exec))
+    }
+}
+
+/// A scoped cursor; see [`Scoped::cursor_by`].
+#[derive(Debug)]
+pub struct CursorOf<E: sea_orm::EntityTrait> {
+    cursor: Cursor<SelectModel<E::Model>>,
+}
+
+impl<E: Tenancy> Scoped<CursorOf<E>> {
+    /// Rows after `values` of the cursor columns.
+    pub fn after<V: IntoValueTuple>(mut self, values: V) -> Self {
+        self.query.cursor.after(values);
+        self
+    }
+
+    /// Rows before `values` of the cursor columns.
+    pub fn before<V: IntoValueTuple>(mut self, values: V) -> Self {
+        self.query.cursor.before(values);
+        self
+    }
+
+    /// The first `n` rows.
+    pub fn first(mut self, n: u64) -> Self {
+        self.query.cursor.first(n);
+        self
+    }
+
+    /// The last `n` rows.
+    pub fn last(mut self, n: u64) -> Self {
+        self.query.cursor.last(n);
+        self
+    }
+
+    /// Descending order of the cursor columns.
+    pub fn desc(mut self) -> Self {
+        self.query.cursor.desc();
+        self
+    }
+
+    /// The page: rows of the current tenant only.
+    pub async fn all<C: TenantConnection>(mut self, conn: &C) -> Result<Vec<E::Model>> {
         self.check_pinned(conn)?;
-        predicate::<R, C>(conn, "select")?;
-        let select = match predicate::<E, C>(conn, "select")? {
-            Some(p) => self.query.filter(p),
-            None => self.query,
-        };
-        Ok(select.all(&db::exec(conn)).await?)
+        let plan = Plan::of::<E, C>(conn, "cursor")?;
+        if let Some(p) = &plan.predicate {
+            QuerySelect::query(&mut self.query.cursor).cond_where(p.clone());
+        }
+        let mut cursor = self.query.cursor;
+        in_unit!(plan, conn, |exec| cursor.all(exec))
     }
 }
 
@@ -387,21 +500,20 @@ pub struct IntoModel<E: sea_orm::EntityTrait, M> {
 }
 
 impl<E: Tenancy, M: FromQueryResult> Scoped<IntoModel<E, M>> {
-    fn prepare<C: TenantConnection + ?Sized>(self, conn: &C) -> Result<Select<E>> {
-        self.check_pinned(conn)?;
-        scoped_select(self.query.select, conn, "select")
+    fn prepare<C: TenantConnection + ?Sized>(self, conn: &C) -> Result<(Select<E>, Plan)> {
+        self.map(|q| q.select, false).prepare(conn, "select")
     }
 
     /// All rows of the current tenant, as `M`.
     pub async fn all<C: TenantConnection>(self, conn: &C) -> Result<Vec<M>> {
-        let select = self.prepare(conn)?;
-        Ok(select.into_model::<M>().all(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare(conn)?;
+        in_unit!(plan, conn, |exec| select.into_model::<M>().all(exec))
     }
 
     /// The first row of the current tenant, as `M`.
     pub async fn one<C: TenantConnection>(self, conn: &C) -> Result<Option<M>> {
-        let select = self.prepare(conn)?;
-        Ok(select.into_model::<M>().one(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare(conn)?;
+        in_unit!(plan, conn, |exec| select.into_model::<M>().one(exec))
     }
 }
 
@@ -413,21 +525,20 @@ pub struct IntoTuple<E: sea_orm::EntityTrait, T> {
 }
 
 impl<E: Tenancy, T: TryGetableMany> Scoped<IntoTuple<E, T>> {
-    fn prepare<C: TenantConnection + ?Sized>(self, conn: &C) -> Result<Select<E>> {
-        self.check_pinned(conn)?;
-        scoped_select(self.query.select, conn, "select")
+    fn prepare<C: TenantConnection + ?Sized>(self, conn: &C) -> Result<(Select<E>, Plan)> {
+        self.map(|q| q.select, false).prepare(conn, "select")
     }
 
     /// All rows of the current tenant, as tuples.
     pub async fn all<C: TenantConnection>(self, conn: &C) -> Result<Vec<T>> {
-        let select = self.prepare(conn)?;
-        Ok(select.into_tuple::<T>().all(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare(conn)?;
+        in_unit!(plan, conn, |exec| select.into_tuple::<T>().all(exec))
     }
 
     /// The first row of the current tenant, as a tuple.
     pub async fn one<C: TenantConnection>(self, conn: &C) -> Result<Option<T>> {
-        let select = self.prepare(conn)?;
-        Ok(select.into_tuple::<T>().one(&db::exec(conn)).await?)
+        let (select, plan) = self.prepare(conn)?;
+        in_unit!(plan, conn, |exec| select.into_tuple::<T>().one(exec))
     }
 }
 
@@ -440,32 +551,32 @@ pub struct Paginator<'db, C, E: sea_orm::EntityTrait> {
 }
 
 impl<C: TenantConnection, E: Tenancy> Paginator<'_, C, E> {
-    fn prepared(&self) -> Result<Select<E>> {
+    fn prepared(&self) -> Result<(Select<E>, Plan)> {
         self.query.clone().prepare(self.conn, "paginate")
     }
 
     /// The rows of page `page` (zero-based).
     pub async fn fetch_page(&self, page: u64) -> Result<Vec<E::Model>> {
-        let select = self.prepared()?;
-        let exec = db::exec(self.conn);
-        Ok(select
-            .paginate(&exec, self.page_size)
-            .fetch_page(page)
-            .await?)
+        let (select, plan) = self.prepared()?;
+        in_unit!(plan, self.conn, |exec| select
+            .paginate(exec, self.page_size)
+            .fetch_page(page))
     }
 
     /// The number of matching rows of the current tenant.
     pub async fn num_items(&self) -> Result<u64> {
-        let select = self.prepared()?;
-        let exec = db::exec(self.conn);
-        Ok(select.paginate(&exec, self.page_size).num_items().await?)
+        let (select, plan) = self.prepared()?;
+        in_unit!(plan, self.conn, |exec| select
+            .paginate(exec, self.page_size)
+            .num_items())
     }
 
     /// The number of pages.
     pub async fn num_pages(&self) -> Result<u64> {
-        let select = self.prepared()?;
-        let exec = db::exec(self.conn);
-        Ok(select.paginate(&exec, self.page_size).num_pages().await?)
+        let (select, plan) = self.prepared()?;
+        in_unit!(plan, self.conn, |exec| select
+            .paginate(exec, self.page_size)
+            .num_pages())
     }
 }
 
@@ -484,6 +595,7 @@ where
     C: TenantConnection,
 {
     use sea_orm::LoaderTrait;
-    let select = scoped_select(crate::__private::find::<R>().into_inner(), conn, "load")?;
-    Ok(models.load_many(select, &db::exec(conn)).await?)
+    let plan = Plan::of::<R, C>(conn, "load")?;
+    let select = plan.apply(crate::__private::find::<R>().into_inner());
+    in_unit!(plan, conn, |exec| models.load_many(select, exec))
 }

@@ -4,13 +4,13 @@
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ActiveValue, DbErr, DeleteMany, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, UpdateMany, Value,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, UpdateMany, Value,
 };
 
 use crate::context::{Access, audit_system};
-use crate::db::{self, TenantConnection};
+use crate::db::TenantConnection;
 use crate::entity::{TenantScoped, table_name};
-use crate::select::{Scoped, predicate};
+use crate::select::{Plan, Scoped, in_unit};
 use crate::{Error, Result};
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
@@ -85,6 +85,21 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// A write's database error, with a refused reference to a parent (of another tenant, or
+/// missing) reported as such.
+fn write_error<E: EntityTrait>(err: DbErr) -> Error {
+    if matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+    ) {
+        return Error::ParentNotFound {
+            entity: table_name::<E>(),
+            source: err,
+        };
+    }
+    Error::Db(err)
+}
+
 fn not_found<E: EntityTrait>(err: DbErr) -> Error {
     match err {
         DbErr::RecordNotUpdated | DbErr::RecordNotInserted | DbErr::RecordNotFound(_) => {
@@ -92,7 +107,7 @@ fn not_found<E: EntityTrait>(err: DbErr) -> Error {
                 entity: table_name::<E>(),
             }
         }
-        other => Error::Db(other),
+        other => write_error::<E>(other),
     }
 }
 
@@ -104,13 +119,18 @@ where
     ModelOf<A>: IntoActiveModel<A>,
     C: TenantConnection,
 {
-    let access = db::access(conn)?;
-    let exec = db::exec(conn);
-    let mut am = am.before_save(&exec, true).await?;
-    // Stamped after the hook, so a hook cannot move the row to another tenant.
-    stamp(&mut am, &access)?;
-    let model = A::Entity::insert(am).exec_with_returning(&exec).await?;
-    Ok(A::after_save(model, &exec, true).await?)
+    let plan = Plan::of::<A::Entity, C>(conn, "insert")?;
+    let access = plan.access().cloned().ok_or(Error::NoTenant)?;
+    in_unit!(plan, conn, |exec| async move {
+        let mut am = am.before_save(exec, true).await?;
+        // Stamped after the hook, so a hook cannot move the row to another tenant.
+        stamp(&mut am, &access)?;
+        let model = A::Entity::insert(am)
+            .exec_with_returning(exec)
+            .await
+            .map_err(write_error::<A::Entity>)?;
+        Ok::<_, Error>(A::after_save(model, exec, true).await?)
+    })
 }
 
 /// Inserts many rows, each stamped, and returns them as stored. Refuses all of them when any
@@ -123,7 +143,8 @@ where
     C: TenantConnection,
     I: IntoIterator<Item = A>,
 {
-    let access = db::access(conn)?;
+    let plan = Plan::of::<A::Entity, C>(conn, "insert_many")?;
+    let access = plan.access().cloned().ok_or(Error::NoTenant)?;
     let mut rows = Vec::new();
     for mut am in models {
         stamp(&mut am, &access)?;
@@ -132,10 +153,12 @@ where
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let exec = db::exec(conn);
-    Ok(A::Entity::insert_many(rows)
-        .exec_with_returning(&exec)
-        .await?)
+    in_unit!(plan, conn, |exec| async move {
+        A::Entity::insert_many(rows)
+            .exec_with_returning(exec)
+            .await
+            .map_err(write_error::<A::Entity>)
+    })
 }
 
 /// Updates one row by primary key within the tenant in scope. Another tenant's row is
@@ -147,16 +170,16 @@ where
     ModelOf<A>: IntoActiveModel<A>,
     C: TenantConnection,
 {
-    let access = db::access(conn)?;
-    let exec = db::exec(conn);
-    let mut am = am.before_save(&exec, false).await?;
-    freeze_tenant(&mut am, &access)?;
-    let mut query = A::Entity::update(am).validate()?;
-    if let Some(p) = predicate::<A::Entity, C>(conn, "update")? {
-        query = query.filter(p);
-    }
-    let model = query.exec(&exec).await.map_err(not_found::<A::Entity>)?;
-    Ok(A::after_save(model, &exec, false).await?)
+    let plan = Plan::of::<A::Entity, C>(conn, "update")?;
+    let access = plan.access().cloned().ok_or(Error::NoTenant)?;
+    let plan_ref = &plan;
+    in_unit!(plan, conn, |exec| async move {
+        let mut am = am.before_save(exec, false).await?;
+        freeze_tenant(&mut am, &access)?;
+        let query = plan_ref.apply(A::Entity::update(am).validate()?);
+        let model = query.exec(exec).await.map_err(not_found::<A::Entity>)?;
+        Ok::<_, Error>(A::after_save(model, exec, false).await?)
+    })
 }
 
 /// Inserts when the primary key is unset, updates otherwise.
@@ -184,20 +207,19 @@ where
     A::Entity: TenantScoped,
     C: TenantConnection,
 {
-    let exec = db::exec(conn);
-    let am = am.before_delete(&exec).await?;
-    let mut query = A::Entity::delete(am.clone()).validate()?;
-    if let Some(p) = predicate::<A::Entity, C>(conn, "delete")? {
-        query = query.filter(p);
-    }
-    let result = query.exec(&exec).await?;
-    if result.rows_affected == 0 {
-        return Err(Error::NotFound {
-            entity: table_name::<A::Entity>(),
-        });
-    }
-    am.after_delete(&exec).await?;
-    Ok(())
+    let plan = Plan::of::<A::Entity, C>(conn, "delete")?;
+    let plan_ref = &plan;
+    in_unit!(plan, conn, |exec| async move {
+        let am = am.before_delete(exec).await?;
+        let query = plan_ref.apply(A::Entity::delete(am.clone()).validate()?);
+        if query.exec(exec).await?.rows_affected == 0 {
+            return Err(Error::NotFound {
+                entity: table_name::<A::Entity>(),
+            });
+        }
+        am.after_delete(exec).await?;
+        Ok(())
+    })
 }
 
 /// Deletes the row with primary key `id` in the tenant in scope; [`Error::NotFound`] otherwise.
@@ -207,15 +229,10 @@ where
     C: TenantConnection,
     K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
 {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the predicate is added on the next line"
-    )]
-    let mut query = E::delete_by_id(id);
-    if let Some(p) = predicate::<E, C>(conn, "delete")? {
-        query = query.filter(p);
-    }
-    let result = query.exec(&db::exec(conn)).await?;
+    let plan = Plan::of::<E, C>(conn, "delete")?;
+    #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+    let query = plan.apply(E::delete_by_id(id));
+    let result = in_unit!(plan, conn, |exec| query.exec(exec))?;
     if result.rows_affected == 0 {
         return Err(Error::NotFound {
             entity: table_name::<E>(),
@@ -266,31 +283,34 @@ where
     ModelOf<A>: IntoActiveModel<A>,
     C: TenantConnection,
 {
-    let access = db::access(conn)?;
+    let plan = Plan::of::<A::Entity, C>(conn, "upsert")?;
+    let access = plan.access().cloned().ok_or(Error::NoTenant)?;
     stamp(&mut am, &access)?;
     let tenant_column = <A::Entity as TenantScoped>::TENANT_COLUMN;
-    // The tenant column is always in the update list: with the predicate below it rewrites the
-    // same value, and it keeps the list non-empty when only keys are set.
     // Keys are never updated: the row keeps its identity, and children keep their parent.
     let is_key = |c: &<A::Entity as EntityTrait>::Column| {
         c.as_str() == tenant_column.as_str()
             || target.iter().any(|t| t.as_str() == c.as_str())
             || <A::Entity as EntityTrait>::PrimaryKey::from_column(*c).is_some()
     };
+    // The tenant column is always in the update list: with the predicate below it rewrites the
+    // same value, and it keeps the list non-empty when only keys are set.
     let mut update: Vec<_> = vec![tenant_column];
     update.extend(
         <A::Entity as EntityTrait>::Column::iter().filter(|c| am.is_changed_col(*c) && !is_key(c)),
     );
     let mut on_conflict = OnConflict::columns(target);
     on_conflict.update_columns(update);
-    if let Some(p) = predicate::<A::Entity, C>(conn, "upsert")? {
-        on_conflict.action_and_where(p);
+    if let Some(p) = plan.predicate() {
+        on_conflict.action_and_where(p.clone());
     }
-    A::Entity::insert(am)
-        .on_conflict(on_conflict)
-        .exec_with_returning(&db::exec(conn))
-        .await
-        .map_err(not_found::<A::Entity>)
+    let insert = A::Entity::insert(am).on_conflict(on_conflict);
+    in_unit!(plan, conn, |exec| async move {
+        insert
+            .exec_with_returning(exec)
+            .await
+            .map_err(not_found::<A::Entity>)
+    })
 }
 
 trait ChangedCol: ActiveModelTrait {
@@ -335,22 +355,21 @@ impl<E: TenantScoped> Scoped<UpdateMany<E>> {
                 found: "a change of the tenant column".to_owned(),
             });
         }
-        let mut query = self.into_inner();
-        if let Some(p) = predicate::<E, C>(conn, "update_many")? {
-            query = query.filter(p);
-        }
-        Ok(query.exec(&db::exec(conn)).await?.rows_affected)
+        let plan = Plan::of::<E, C>(conn, "update_many")?;
+        let query = plan.apply(self.into_inner());
+        let result = in_unit!(plan, conn, |exec| async move {
+            query.exec(exec).await.map_err(write_error::<E>)
+        })?;
+        Ok(result.rows_affected)
     }
 }
 
 impl<E: TenantScoped> Scoped<DeleteMany<E>> {
     /// Deletes every matching row of the current tenant; returns how many rows went.
     pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<u64> {
-        let mut query = self.into_inner();
-        if let Some(p) = predicate::<E, C>(conn, "delete_many")? {
-            query = query.filter(p);
-        }
-        Ok(query.exec(&db::exec(conn)).await?.rows_affected)
+        let plan = Plan::of::<E, C>(conn, "delete_many")?;
+        let query = plan.apply(self.into_inner());
+        Ok(in_unit!(plan, conn, |exec| query.exec(exec))?.rows_affected)
     }
 }
 

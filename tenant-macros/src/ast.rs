@@ -11,12 +11,21 @@ pub(crate) struct Field<'a> {
     pub(crate) ty: &'a Type,
     /// `unique` or `unique_key` inside `#[sea_orm(..)]`, when present.
     pub(crate) global_unique: Option<TokenStream>,
+    /// `#[sea_orm(ignore)]`: not a column, so `Column` has no variant for it.
+    pub(crate) ignored: bool,
 }
 
 pub(crate) struct Model<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) attrs: Container,
     pub(crate) fields: Vec<Field<'a>>,
+    /// `#[tenant::entity]` written below the derive: the derive then runs before the attribute
+    /// has added the tenant column, and the attribute reports the misplacement.
+    pub(crate) entity_attr_below: bool,
+    /// The dense format: `#[sea_orm::model]` marks the `Model` it rewrites `#[sea_orm(model_ex)]`.
+    /// SeaORM's generated `ActiveModelEx` then calls `ActiveModel::insert(db)` and friends with a
+    /// raw connection, so those must keep SeaORM's meaning.
+    pub(crate) dense: bool,
 }
 
 impl<'a> Model<'a> {
@@ -42,7 +51,8 @@ impl<'a> Model<'a> {
                 Some(Field {
                     ident: f.ident.as_ref()?,
                     ty: &f.ty,
-                    global_unique: sea_orm_unique(f),
+                    global_unique: sea_orm_flag(f, &["unique", "unique_key"]),
+                    ignored: sea_orm_flag(f, &["ignore"]).is_some(),
                 })
             })
             .collect();
@@ -50,6 +60,8 @@ impl<'a> Model<'a> {
             ident: &input.ident,
             attrs: Container::from_attrs(cx, &input.attrs),
             fields,
+            entity_attr_below: input.attrs.iter().any(is_entity_attr),
+            dense: input.attrs.iter().any(is_model_ex),
         })
     }
 
@@ -66,22 +78,30 @@ impl<'a> Model<'a> {
     }
 }
 
-/// The `unique`/`unique_key` token of a field's `#[sea_orm(..)]`, read leniently: anything we do
-/// not recognise belongs to SeaORM.
-fn sea_orm_unique(field: &syn::Field) -> Option<TokenStream> {
+/// The first of `keys` that a field's `#[sea_orm(..)]` names, as the user's token, read
+/// leniently: anything we do not recognise belongs to SeaORM.
+fn sea_orm_flag(field: &syn::Field, keys: &[&str]) -> Option<TokenStream> {
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("sea_orm")) {
         let syn::Meta::List(list) = &attr.meta else {
             continue;
         };
         for token in list.tokens.clone() {
             if let proc_macro2::TokenTree::Ident(ident) = &token
-                && (ident == "unique" || ident == "unique_key")
+                && keys.iter().any(|key| ident == key)
             {
                 return Some(token.into());
             }
         }
     }
     None
+}
+
+/// `#[tenant::entity]` (or `#[entity]` imported from `tenant`).
+fn is_entity_attr(attr: &syn::Attribute) -> bool {
+    let path = attr.path();
+    let named = |i: usize, name: &str| path.segments.get(i).is_some_and(|s| s.ident == name);
+    path.is_ident("entity")
+        || (path.segments.len() == 2 && named(0, "tenant") && named(1, "entity"))
 }
 
 /// The field name without `r#`.
@@ -103,4 +123,17 @@ pub(crate) fn column_variant(ident: &Ident) -> Ident {
         })
         .collect();
     Ident::new(&camel, ident.span())
+}
+
+/// `#[sea_orm(.., model_ex, ..)]`, which `#[sea_orm::model]` puts on the `Model` it rewrites.
+fn is_model_ex(attr: &syn::Attribute) -> bool {
+    let syn::Meta::List(list) = &attr.meta else {
+        return false;
+    };
+    attr.path().is_ident("sea_orm")
+        && list
+            .tokens
+            .clone()
+            .into_iter()
+            .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(ident) if ident == "model_ex"))
 }

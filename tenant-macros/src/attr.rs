@@ -63,7 +63,7 @@ impl Container {
                 } else if path.is_ident("global") {
                     let ident = path.get_ident().cloned().expect("checked by is_ident");
                     if out.global.is_some() {
-                        cx.error_spanned_by(&ident, "duplicate `global`");
+                        cx.error_spanned_by(&ident, "duplicate `global`; write it once");
                     } else {
                         out.global = Some(ident);
                     }
@@ -78,9 +78,17 @@ impl Container {
                     }
                 } else {
                     let key = quote::quote!(#path).to_string().replace(' ', "");
-                    return Err(meta.error(format_args!(
+                    cx.syn_error(meta.error(format_args!(
                         "unknown `tenant` attribute `{key}`; expected one of {KEYS}"
                     )));
+                    // Skip its value and go on, so that the keys after it are checked too.
+                    if meta.input.peek(Token![=]) {
+                        meta.value()?.parse::<syn::Expr>()?;
+                    } else if meta.input.peek(syn::token::Paren) {
+                        let content;
+                        syn::parenthesized!(content in meta.input);
+                        content.parse::<proc_macro2::TokenStream>()?;
+                    }
                 }
                 Ok(())
             });

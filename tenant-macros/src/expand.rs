@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident};
 
-use crate::ast::{Model, column_variant, unraw};
+use crate::ast::{Field, Model, column_variant, unraw};
 use crate::ctxt::Ctxt;
 
 pub(crate) fn derive(input: TokenStream) -> TokenStream {
@@ -22,6 +22,11 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
     let model = Model::from_syn(&cx, &input);
     let tenant = model.as_ref().and_then(|m| check(&cx, m));
     match (cx.check(), model) {
+        // Only with `#[tenant::entity]` below the derive: that attribute reports the mistake, and
+        // the stubs keep this derive quiet.
+        (Ok(()), Some(model)) if model.attrs.global.is_none() && tenant.is_none() => {
+            fallback(&model, &TokenStream::new())
+        }
         (Ok(()), Some(model)) => expand(&model, tenant.map(|i| &model.fields[i])),
         (Err(errors), Some(model)) => fallback(&model, &errors),
         (Err(errors), None) => errors,
@@ -86,7 +91,7 @@ fn check(cx: &Ctxt, model: &Model<'_>) -> Option<usize> {
         .fields
         .iter()
         .position(|f| unraw(f.ident) == unraw(name));
-    if found.is_none() {
+    if found.is_none() && !model.entity_attr_below {
         if attrs.column.is_some() {
             cx.error_spanned_by(
                 name,
@@ -118,9 +123,8 @@ fn root(model: &Model<'_>) -> TokenStream {
         .map_or_else(|| quote!(::tenant), |p| quote!(#p))
 }
 
-fn expand(model: &Model<'_>, tenant: Option<&crate::ast::Field<'_>>) -> TokenStream {
+fn expand(model: &Model<'_>, tenant: Option<&Field<'_>>) -> TokenStream {
     let root = root(model);
-    let sea_orm = quote!(#root::__private::sea_orm);
     let keys = |list: &[Vec<Ident>]| -> Vec<TokenStream> {
         list.iter()
             .map(|columns| {
@@ -131,19 +135,64 @@ fn expand(model: &Model<'_>, tenant: Option<&crate::ast::Field<'_>>) -> TokenStr
     };
     let indexes = keys(&model.attrs.indexes);
     let uniques = keys(&model.attrs.uniques);
-    let reads = reads(&root);
+    let spec = quote! {
+        #root::TableSpec::new()
+            #(.index(&#indexes))*
+            #(.unique(&#uniques))*
+    };
+    // At the user's type, so that a wrong type is reported there and not in generated code.
+    let assert_key = tenant.map(|field| {
+        let ty = field.ty;
+        quote_spanned! {ty.span()=>
+            const _: () = #root::__private::assert_tenant_key::<#ty>();
+        }
+    });
+    impls(
+        &root,
+        tenant.map(|field| column_variant(field.ident)).as_ref(),
+        &spec,
+        assert_key.as_ref(),
+        model.dense,
+    )
+}
 
-    let Some(tenant) = tenant else {
+/// The impls of a declared entity: tenant-scoped with the `Column` variant `tenant`, or global.
+fn impls(
+    root: &TokenStream,
+    tenant: Option<&Ident>,
+    spec: &TokenStream,
+    asserts: Option<&TokenStream>,
+    dense: bool,
+) -> TokenStream {
+    let sea_orm = quote!(#root::__private::sea_orm);
+    // The dense format's generated code (`Entity::load()`, `ActiveModelEx`) calls `Entity::find()`,
+    // `Model::find_related` and the `ActiveModel` writes expecting SeaORM's types and a raw
+    // connection, so a dense entity keeps SeaORM's spellings there; its scoped reads are
+    // `tenant::find::<Entity>()` and `TenantRepo`.
+    let reads = if dense {
+        TokenStream::new()
+    } else {
+        reads(root, tenant.is_none())
+    };
+    // On the trait impls: when an entity lacks one, rustc would list the entities that have it
+    // ("the trait `Tenancy` is implemented for `post::Entity`", even the docs' sample entities),
+    // which teaches nothing; the traits' own `on_unimplemented` note says what to write.
+    let derived = quote! {
+        #[automatically_derived]
+        #[diagnostic::do_not_recommend]
+    };
+
+    let Some(variant) = tenant else {
         return quote! {
             const _: () = {
-                #[automatically_derived]
+                #derived
                 impl #root::Tenancy for Entity {
                     fn tenant_column() -> ::core::option::Option<Column> {
                         ::core::option::Option::None
                     }
 
                     fn table_spec() -> #root::TableSpec<Self> {
-                        #root::TableSpec::new()
+                        #spec
                     }
                 }
 
@@ -152,33 +201,62 @@ fn expand(model: &Model<'_>, tenant: Option<&crate::ast::Field<'_>>) -> TokenStr
         };
     };
 
-    let variant = column_variant(tenant.ident);
-    let ty = tenant.ty;
-    let assert_key = quote_spanned! {ty.span()=>
-        const _: () = #root::__private::assert_tenant_key::<#ty>();
-    };
     let key = quote!(impl ::core::convert::Into<<<Self as #sea_orm::EntityTrait>::PrimaryKey as #sea_orm::PrimaryKeyTrait>::ValueType>);
+    let model_writes = if dense {
+        // See `reads` above: the scoped spellings stay `Entity::insert(am)`, `Entity::update(am)`,
+        // `Entity::delete_by_id(id)` and `TenantRepo`.
+        TokenStream::new()
+    } else {
+        quote! {
+            impl ActiveModel {
+                /// Tenant-scoped insert, stamped with the tenant in scope.
+                pub async fn insert<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
+                    #root::__private::insert(db, self).await
+                }
+
+                /// Tenant-scoped update; another tenant's row is `NotFound`, and the tenant column never changes.
+                pub async fn update<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
+                    #root::__private::update(db, self).await
+                }
+
+                /// Tenant-scoped insert or update, by whether the primary key is set.
+                pub async fn save<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Self> {
+                    #root::__private::save(db, self).await
+                }
+
+                /// Tenant-scoped delete; another tenant's row is `NotFound`.
+                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
+                    #root::__private::delete(db, self).await
+                }
+            }
+
+            impl Model {
+                /// Tenant-scoped delete; another tenant's row is `NotFound`.
+                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
+                    #root::__private::delete(db, <ActiveModel as ::core::convert::From<Self>>::from(self)).await
+                }
+            }
+        }
+    };
     quote! {
         const _: () = {
-            #[automatically_derived]
+            #derived
             impl #root::Tenancy for Entity {
                 fn tenant_column() -> ::core::option::Option<Column> {
                     ::core::option::Option::Some(Column::#variant)
                 }
 
                 fn table_spec() -> #root::TableSpec<Self> {
-                    #root::TableSpec::new()
-                        #(.index(&#indexes))*
-                        #(.unique(&#uniques))*
+                    #spec
                 }
             }
 
-            #[automatically_derived]
+            #derived
             impl #root::TenantScoped for Entity {
                 const TENANT_COLUMN: Column = Column::#variant;
             }
 
-            #assert_key
+            #asserts
 
             #reads
 
@@ -216,49 +294,34 @@ fn expand(model: &Model<'_>, tenant: Option<&crate::ast::Field<'_>>) -> TokenStr
                 }
             }
 
-            impl ActiveModel {
-                /// Tenant-scoped insert, stamped with the tenant in scope.
-                pub async fn insert<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
-                    #root::__private::insert(db, self).await
-                }
-
-                /// Tenant-scoped update; another tenant's row is `NotFound`, and the tenant column never changes.
-                pub async fn update<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
-                    #root::__private::update(db, self).await
-                }
-
-                /// Tenant-scoped insert or update, by whether the primary key is set.
-                pub async fn save<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Self> {
-                    #root::__private::save(db, self).await
-                }
-
-                /// Tenant-scoped delete; another tenant's row is `NotFound`.
-                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
-                    #root::__private::delete(db, self).await
-                }
-            }
-
-            impl Model {
-                /// Tenant-scoped delete; another tenant's row is `NotFound`.
-                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
-                    #root::__private::delete(db, <ActiveModel as ::core::convert::From<Self>>::from(self)).await
-                }
-            }
+            #model_writes
         };
     }
 }
 
-/// The reads every declared entity has, global ones included.
-fn reads(root: &TokenStream) -> TokenStream {
+/// The reads every declared entity has, global ones included; `global` only changes the docs.
+fn reads(root: &TokenStream, global: bool) -> TokenStream {
     let sea_orm = quote!(#root::__private::sea_orm);
+    // A space first, as `///` would have.
+    let (find, find_by_id) = if global {
+        (
+            " `find` of a table shared by every tenant: runs on a `TenantDb`, without a tenant filter.",
+            " `find_by_id` of a table shared by every tenant: runs on a `TenantDb`, without a tenant filter.",
+        )
+    } else {
+        (
+            " Tenant-scoped `find`: only the rows of the tenant in scope, when run on a `TenantDb`.",
+            " Tenant-scoped `find_by_id`: another tenant's row is not found.",
+        )
+    };
     quote! {
         impl Entity {
-            /// Tenant-scoped `find`: only the rows of the tenant in scope, when run on a `TenantDb`.
+            #[doc = #find]
             pub fn find() -> #root::Scoped<#sea_orm::Select<Self>> {
                 #root::__private::find::<Self>()
             }
 
-            /// Tenant-scoped `find_by_id`: another tenant's row is not found.
+            #[doc = #find_by_id]
             pub fn find_by_id(
                 id: impl ::core::convert::Into<<<Self as #sea_orm::EntityTrait>::PrimaryKey as #sea_orm::PrimaryKeyTrait>::ValueType>,
             ) -> #root::Scoped<#sea_orm::Select<Self>> {
@@ -267,7 +330,7 @@ fn reads(root: &TokenStream) -> TokenStream {
         }
 
         impl Model {
-            /// Tenant-scoped `find_related`: the related rows of the tenant in scope.
+            /// `find_related`: the related rows, only those of the tenant in scope when `R` is tenant-scoped.
             pub fn find_related<R>(&self, related: R) -> #root::Scoped<#sea_orm::Select<R>>
             where
                 R: #root::Tenancy,
@@ -279,23 +342,34 @@ fn reads(root: &TokenStream) -> TokenStream {
     }
 }
 
-/// After an error: the errors, plus the trait impls other code relies on, so that one mistake
-/// is reported once rather than again at every use of the entity.
+/// After an error: the errors, plus the impls other code relies on, so that one mistake is
+/// reported once rather than again at every use of the entity (`TenantRepo<Entity>`,
+/// `Entity::find()`, `am.insert(&db)`). They are the real impls without the user's keys, on any
+/// column when the tenant column is missing; the build fails on `errors`, so they never run.
 fn fallback(model: &Model<'_>, errors: &TokenStream) -> TokenStream {
     let root = root(model);
+    let tenant = if model.attrs.global.is_some() {
+        None
+    } else {
+        let declared = model
+            .attrs
+            .column
+            .as_ref()
+            .and_then(|name| model.field(name));
+        declared
+            .or_else(|| model.fields.iter().find(|f| unraw(f.ident) == "tenant_id"))
+            .or_else(|| model.fields.iter().find(|f| !f.ignored))
+            .map(|field| column_variant(field.ident))
+    };
+    let impls = impls(
+        &root,
+        tenant.as_ref(),
+        &quote!(#root::TableSpec::new()),
+        None,
+        model.dense,
+    );
     quote! {
         #errors
-        const _: () = {
-            #[automatically_derived]
-            impl #root::Tenancy for Entity {
-                fn tenant_column() -> ::core::option::Option<Column> {
-                    ::core::unimplemented!()
-                }
-
-                fn table_spec() -> #root::TableSpec<Self> {
-                    ::core::unimplemented!()
-                }
-            }
-        };
+        #impls
     }
 }

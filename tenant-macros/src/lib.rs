@@ -6,6 +6,8 @@ mod attr;
 mod ctxt;
 mod entity;
 mod expand;
+#[cfg(test)]
+mod tests;
 
 /// Declares the tenancy of a SeaORM entity; see the `tenant` crate for the attribute reference.
 #[proc_macro_derive(TenantScoped, attributes(tenant))]

@@ -5,6 +5,7 @@
 // plant and inspect rows behind the library's back to see what was really written.
 #![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
 
+pub mod audit_log;
 pub mod entities;
 
 use std::any::Any;
@@ -12,7 +13,7 @@ use std::any::Any;
 use entities::{comment, plan, post, post_tag, tag};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait,
 };
 use tenant::{Error, TenantDb, TenantId, TenantRepo};
 use uuid::Uuid;
@@ -24,6 +25,8 @@ pub struct Env {
     pub raw: DatabaseConnection,
     pub acme: TenantId,
     pub globex: TenantId,
+    /// Whether `db` is in RLS mode over tables with policies.
+    pub rls: bool,
     _keep: Box<dyn Any + Send + Sync>,
 }
 
@@ -36,11 +39,40 @@ impl Env {
         tenant::create_schema(&raw, &entities::tables())
             .await
             .expect("create the schema");
+        Self::with_db(TenantDb::new(app), raw, false, keep)
+    }
+
+    /// The same tables under Row-Level Security, and `app` in RLS mode; system scopes use the
+    /// owner's connection.
+    pub async fn new_rls(
+        app: DatabaseConnection,
+        raw: DatabaseConnection,
+        keep: Box<dyn Any + Send + Sync>,
+    ) -> Self {
+        tenant::TenantSchema::new()
+            .tables(entities::tables())
+            .rls(tenant::Rls::default())
+            .create(&raw)
+            .await
+            .expect("create the schema with RLS");
+        let db = TenantDb::with_rls(app, tenant::Rls::default())
+            .expect("PostgreSQL")
+            .with_system_connection(raw.clone());
+        Self::with_db(db, raw, true, keep)
+    }
+
+    fn with_db(
+        db: TenantDb,
+        raw: DatabaseConnection,
+        rls: bool,
+        keep: Box<dyn Any + Send + Sync>,
+    ) -> Self {
         Self {
-            db: TenantDb::new(app),
+            db,
             raw,
             acme: TenantId::from(Uuid::from_u128(0xacac_acac)),
             globex: TenantId::from(Uuid::from_u128(0x6106_1061)),
+            rls,
             _keep: keep,
         }
     }
@@ -96,6 +128,21 @@ impl Env {
             ids
         })
         .await
+    }
+
+    /// Runs `sql` on the raw connection with foreign-key checks off, to plant rows the schema
+    /// would refuse (and see what the queries make of them).
+    pub async fn plant(&self, stmt: sea_orm::Statement) {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let txn = self.raw.begin().await.unwrap();
+        // SQLite's raw connection is opened with foreign keys off (see its `setup`).
+        if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            txn.execute_unprepared("SET LOCAL session_replication_role = replica")
+                .await
+                .unwrap();
+        }
+        txn.execute_raw(stmt).await.expect("plant a row");
+        txn.commit().await.unwrap();
     }
 
     /// The number of `post` rows in the table, every tenant included.
@@ -161,6 +208,7 @@ macro_rules! scenarios {
             global_entities_are_readable_through_tenant_db,
             concurrent_tasks_alternating_tenants_never_see_wrong_rows,
             per_tenant_unique_holds_within_a_tenant_only,
+            a_child_cannot_point_at_another_tenants_parent,
         );
     };
     ($setup:path; $($name:ident),* $(,)?) => {
@@ -168,7 +216,7 @@ macro_rules! scenarios {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let env = $setup().await;
-                common::$name(&env).await;
+                $crate::common::$name(&env).await;
             }
         )*
     };
@@ -242,6 +290,22 @@ pub async fn count_exists_and_paginate_are_scoped(env: &Env) {
         assert_eq!(pages.num_pages().await.unwrap(), 2);
         assert_eq!(pages.fetch_page(1).await.unwrap()[0].id, s.acme[1]);
         assert!(pages.fetch_page(2).await.unwrap().is_empty());
+        // Cursor pagination: the page after acme's first post holds only acme's rows.
+        let first = post::Entity::find()
+            .cursor_by(post::Column::Id)
+            .first(1)
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1);
+        let rest = post::Entity::find()
+            .cursor_by(post::Column::Id)
+            .after(first[0].id)
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+        assert!(first.iter().chain(&rest).all(|p| s.acme.contains(&p.id)));
         assert_eq!(comment::Entity::find().count(&env.db).await.unwrap(), 2);
     })
     .await;
@@ -576,15 +640,17 @@ pub async fn find_also_related_keeps_left_join_semantics(env: &Env) {
     let s = env.seed().await;
     // Planted behind the library's back: an acme comment pointing at globex's post.
     let planted = Uuid::new_v4();
-    <comment::Entity as EntityTrait>::insert(comment::ActiveModel {
-        id: Set(planted),
-        tenant_id: Set(tid(env.acme)),
-        post_id: Set(s.globex[0]),
-        body: Set("planted".into()),
-    })
-    .exec(&env.raw)
-    .await
-    .unwrap();
+    let backend = env.raw.get_database_backend();
+    env.plant(
+        <comment::Entity as EntityTrait>::insert(comment::ActiveModel {
+            id: Set(planted),
+            tenant_id: Set(tid(env.acme)),
+            post_id: Set(s.globex[0]),
+            body: Set("planted".into()),
+        })
+        .build(backend),
+    )
+    .await;
     tenant::scope(env.acme, async {
         let rows = comment::Entity::find()
             .find_also_related(post::Entity)
@@ -629,14 +695,16 @@ pub async fn many_to_many_through_the_junction_is_scoped(env: &Env) {
         .await
         .unwrap()
         .unwrap();
-    <post_tag::Entity as EntityTrait>::insert(post_tag::ActiveModel {
-        post_id: Set(s.acme[0]),
-        tag_id: Set(globex_tag.id),
-        tenant_id: Set(tid(env.acme)),
-    })
-    .exec(&env.raw)
-    .await
-    .unwrap();
+    let backend = env.raw.get_database_backend();
+    env.plant(
+        <post_tag::Entity as EntityTrait>::insert(post_tag::ActiveModel {
+            post_id: Set(s.acme[0]),
+            tag_id: Set(globex_tag.id),
+            tenant_id: Set(tid(env.acme)),
+        })
+        .build(backend),
+    )
+    .await;
     tenant::scope(env.acme, async {
         let rows = post::Entity::find()
             .find_with_related(tag::Entity)
@@ -772,14 +840,13 @@ pub async fn system_scope_sees_every_tenant(env: &Env) {
     let raw = env
         .db
         .unscoped(&tenant::AssertUnscoped::new("integration test: raw count"));
-    assert_eq!(
-        <post::Entity as EntityTrait>::find()
-            .all(raw)
-            .await
-            .unwrap()
-            .len(),
-        5
-    );
+    let seen = <post::Entity as EntityTrait>::find()
+        .all(raw)
+        .await
+        .unwrap()
+        .len();
+    // Under RLS the application role sees nothing with no tenant bound, escape hatch or not.
+    assert_eq!(seen, if env.rls { 0 } else { 5 });
 }
 
 pub async fn global_entities_are_readable_through_tenant_db(env: &Env) {
@@ -823,4 +890,50 @@ pub async fn per_tenant_unique_holds_within_a_tenant_only(env: &Env) {
     let again = tenant::scope(env.acme, new_post("hello").insert(&env.db)).await;
     assert!(matches!(again, Err(Error::Db(_))), "{again:?}");
     assert_eq!(env.raw_posts().await, 4);
+}
+
+pub async fn a_child_cannot_point_at_another_tenants_parent(env: &Env) {
+    let s = env.seed().await;
+    let to_globex = |id| comment::ActiveModel {
+        id: Set(id),
+        post_id: Set(s.globex[0]),
+        body: Set("cross".into()),
+        ..Default::default()
+    };
+    tenant::scope(env.acme, async {
+        // Through the library: refused with a clear error.
+        let err = to_globex(Uuid::new_v4()).insert(&env.db).await.unwrap_err();
+        assert!(matches!(err, Error::ParentNotFound { .. }), "{err}");
+        // Past the library, as the same application role: the database refuses it.
+        let raw = env
+            .db
+            .unscoped(&tenant::AssertUnscoped::new("test: bypass the repo"));
+        let mut row = to_globex(Uuid::new_v4());
+        row.tenant_id = Set(tid(env.acme));
+        let refused = <comment::Entity as EntityTrait>::insert(row)
+            .exec(raw)
+            .await;
+        if env.rls {
+            // No tenant bound on the raw connection: the policy's `WITH CHECK` refuses first.
+            let err = refused.unwrap_err().to_string();
+            assert!(err.contains("row-level security"), "{err}");
+        } else {
+            assert!(
+                matches!(
+                    refused.as_ref().map_err(sea_orm::DbErr::sql_err),
+                    Err(Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)))
+                ),
+                "{refused:?}"
+            );
+        }
+    })
+    .await;
+    assert_eq!(
+        <comment::Entity as EntityTrait>::find()
+            .all(&env.raw)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
 }

@@ -2,14 +2,21 @@
 //! database per test. The scoped handle connects as `tenant_app`, a role that neither owns the
 //! tables nor is superuser nor `BYPASSRLS`; the planting connection is the owner.
 
+mod audit;
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../support/postgres.rs"]
 mod pg;
+mod rls;
 
 use common::Env;
 
-async fn setup() -> Env {
+/// The scoped handle (as `tenant_app`) and the owner's connection of a fresh database.
+async fn connections() -> (
+    sea_orm::DatabaseConnection,
+    sea_orm::DatabaseConnection,
+    pg::TestDb,
+) {
     let test_db = pg::fresh_database().await;
     let mut options = sea_orm::ConnectOptions::new(test_db.app_url.clone());
     options
@@ -27,7 +34,24 @@ async fn setup() -> Env {
     let raw = sea_orm::Database::connect(admin)
         .await
         .expect("connect as the owner");
-    Env::new(app, raw, Box::new(test_db)).await
+    (app, raw, test_db)
+}
+
+async fn setup() -> Env {
+    let (app, raw, keep) = connections().await;
+    Env::new(app, raw, Box::new(keep)).await
 }
 
 crate::scenarios!(setup);
+
+/// Every scenario again with the tables under Row-Level Security and the handle in RLS mode.
+mod rls_mode {
+    use super::{Env, connections};
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        Env::new_rls(app, raw, Box::new(keep)).await
+    }
+
+    crate::scenarios!(setup);
+}

@@ -21,7 +21,11 @@ async fn setup() -> Env {
     let app = sea_orm::Database::connect(options)
         .await
         .expect("open SQLite");
-    let raw = sea_orm::Database::connect(url).await.expect("open SQLite");
+    // The planting connection skips foreign keys, to plant rows the schema would refuse.
+    let mut raw = sea_orm::ConnectOptions::new(url);
+    raw.sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| o.foreign_keys(false));
+    let raw = sea_orm::Database::connect(raw).await.expect("open SQLite");
     Env::new(app, raw, Box::new(dir)).await
 }
 
@@ -57,4 +61,137 @@ fn schema_statements_lead_every_key_with_the_tenant_column() {
     // A global table has no tenant keys.
     let plan = tenant::table_statements::<common::entities::plan::Entity>(DbBackend::Postgres);
     assert!(plan.indexes.is_empty());
+}
+
+#[test]
+fn escape_hatches_and_system_scopes_are_logged_with_their_reason() {
+    let capture = common::audit_log::Capture::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(capture.clone(), || {
+        runtime.block_on(async {
+            let env = setup().await;
+            env.seed().await;
+            let _raw = env
+                .db
+                .unscoped(&tenant::AssertUnscoped::new("test: nightly export"));
+            tenant::SystemScope::assert("test: support ticket 42")
+                .run(common::entities::post::Entity::find().all(&env.db))
+                .await
+                .unwrap();
+        });
+    });
+    let events = capture.audit_events();
+    let reasons: Vec<_> = events.iter().filter_map(|e| e.field("reason")).collect();
+    assert!(reasons.contains(&"test: nightly export"), "{events:?}");
+    // The scope's creation, and each operation under it.
+    assert!(
+        reasons
+            .iter()
+            .filter(|r| **r == "test: support ticket 42")
+            .count()
+            >= 2,
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.field("operation") == Some("select") && e.field("entity") == Some("post")),
+        "{events:?}"
+    );
+}
+
+/// The dense `#[sea_orm::model]` format: the derive is copied onto `ModelEx` too, and must
+/// declare the entity once.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's generated `Entity::load()` calls the unscoped `find`"
+)]
+#[expect(unreachable_pub, reason = "SeaORM's entity layout")]
+mod dense {
+    pub mod author {
+        use sea_orm::entity::prelude::*;
+
+        #[sea_orm::model]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
+        #[sea_orm(table_name = "author")]
+        #[tenant(unique(name))]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub tenant_id: Uuid,
+            pub name: String,
+            #[sea_orm(has_many)]
+            pub books: HasMany<super::book::Entity>,
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    pub mod book {
+        use sea_orm::entity::prelude::*;
+
+        #[sea_orm::model]
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
+        #[sea_orm(table_name = "book")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub id: Uuid,
+            pub tenant_id: Uuid,
+            pub author_id: Uuid,
+            pub title: String,
+            #[sea_orm(belongs_to, from = "author_id", to = "id")]
+            pub author: BelongsTo<super::author::Entity>,
+        }
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+}
+
+#[tokio::test]
+async fn the_dense_model_format_is_scoped_too() {
+    use dense::{author, book};
+    use sea_orm::Set;
+
+    let env = setup().await;
+    let tables = [
+        tenant::table::<author::Entity>(),
+        tenant::table::<book::Entity>(),
+    ];
+    tenant::create_schema(&env.raw, &tables).await.unwrap();
+    for t in [env.acme, env.globex] {
+        tenant::scope(t, async {
+            let a = author::Entity::insert(author::ActiveModel {
+                id: Set(uuid::Uuid::new_v4()),
+                name: Set("Ann".into()),
+                ..Default::default()
+            })
+            .exec(&env.db)
+            .await
+            .unwrap();
+            tenant::TenantRepo::<book::Entity>::new(&env.db)
+                .insert(book::ActiveModel {
+                    id: Set(uuid::Uuid::new_v4()),
+                    author_id: Set(a.id),
+                    title: Set(format!("by {t}")),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        })
+        .await;
+    }
+    tenant::scope(env.acme, async {
+        let rows = tenant::find::<author::Entity>()
+            .find_with_related(book::Entity)
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1.len(), 1);
+        assert_eq!(rows[0].1[0].title, format!("by {}", env.acme));
+    })
+    .await;
 }

@@ -1,0 +1,876 @@
+//! The start-up audit: does the live PostgreSQL database isolate tenants the way the
+//! [`TenantSchema`](crate::TenantSchema) declares? What it checks and how is documented on
+//! `audit` itself, the public item.
+
+use std::fmt;
+
+#[cfg(feature = "postgres")]
+use crate::{Error, Result, TenantSchema};
+
+/// What kind of problem a [`Finding`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// The application role is a superuser: it bypasses every policy, even `FORCE`d ones.
+    Superuser,
+    /// The application role has `BYPASSRLS`: it skips every policy.
+    BypassRls,
+    /// The application role is a member of a superuser or `BYPASSRLS` role: `SET ROLE` escapes
+    /// every policy.
+    PrivilegedMembership,
+    /// The application role owns a tenant table that is not `FORCE ROW LEVEL SECURITY`: owners
+    /// skip the table's policies.
+    OwnerNotForced,
+    /// A tenant table of the schema does not exist (or is not on the `search_path`).
+    TableMissing,
+    /// A tenant table does not have row-level security enabled: its policies are ignored.
+    RlsDisabled,
+    /// A tenant table has no policy named [`Rls::POLICY`](crate::Rls::POLICY).
+    PolicyMissing,
+    /// The policy differs from the declared one, or another permissive policy widens it.
+    PolicyMismatch,
+    /// A declared composite `(tenant, ..)` index is missing or has other columns.
+    IndexMissing,
+    /// A declared per-tenant unique `(tenant, ..)` is missing, has other columns or is not unique.
+    UniqueMissing,
+    /// A declared tenant-consistent foreign key `(tenant, parent key)` is missing or differs.
+    ForeignKeyMissing,
+    /// A unique index on a tenant table leaves out the tenant column: it is global across
+    /// tenants, so unique violations reveal other tenants' values.
+    GlobalUnique,
+}
+
+/// One problem the audit found, with the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Finding {
+    /// What kind of problem it is.
+    pub kind: FindingKind,
+    /// The table concerned, `None` for a finding about the role.
+    pub table: Option<String>,
+    /// What is wrong and why it matters.
+    pub message: String,
+    /// What to do about it, usually the SQL to run as the tables' owner or an administrator.
+    pub fix: String,
+}
+
+impl Finding {
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(dead_code, reason = "findings are made by the PostgreSQL audit")
+    )]
+    fn new(kind: FindingKind, table: Option<&str>, message: String, fix: String) -> Self {
+        Self {
+            kind,
+            table: table.map(str::to_owned),
+            message,
+            fix,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; fix: {}", self.message, self.fix)
+    }
+}
+
+/// The result of `tenant::audit`: every finding, in a stable order (the role first, then the
+/// tables in schema order).
+///
+/// # Examples
+///
+/// ```
+/// # fn check(report: tenant_core::Report) -> tenant_core::Result<()> {
+/// // `report` is `tenant::audit(&conn, &schema).await?`. In a test or at start-up, fail with
+/// // every finding listed:
+/// report.into_result()?;
+/// # Ok(()) }
+/// # check(tenant_core::Report::default()).unwrap();
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    findings: Vec<Finding>,
+}
+
+impl Report {
+    /// The findings.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The findings, by value.
+    pub fn into_findings(self) -> Vec<Finding> {
+        self.findings
+    }
+
+    /// Whether nothing was found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// `Ok(())` when clean, else [`Error::Audit`](crate::Error::Audit) with this report.
+    pub fn into_result(self) -> crate::Result<()> {
+        if self.is_clean() {
+            Ok(())
+        } else {
+            Err(crate::Error::Audit(self))
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.findings.len() {
+            0 => return f.write_str("no findings"),
+            1 => f.write_str("1 finding:")?,
+            n => write!(f, "{n} findings:")?,
+        }
+        for finding in &self.findings {
+            write!(f, "\n- {finding}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Audits the live database behind `conn` against `schema`: can the application role bypass
+/// Row-Level Security, and is every tenant table under the declared policy with its declared keys?
+///
+/// RLS fails open in quiet ways: a superuser or `BYPASSRLS` role skips every policy, a table
+/// owner skips them unless the table is `FORCE`d, a policy someone "fixed" by hand may allow
+/// everything, and a missing composite key lets a child point at another tenant's parent. None of
+/// it shows up as an error. The audit reads the catalog and reports each such problem as a
+/// [`Finding`] with the statement that fixes it;
+/// [`TenantDb::with_rls_checked`](crate::TenantDb::with_rls_checked) refuses to start on any.
+///
+/// Run it on the **application role's** connection (the one given to
+/// [`TenantDb::with_rls`](crate::TenantDb::with_rls)): the role checks are about
+/// `current_user`. Every finding is also logged at `WARN` to the `tenant::audit` tracing target.
+/// Without [`rls`](crate::TenantSchema::rls) on the schema, only the keys are checked.
+///
+/// # What is checked
+///
+/// On the role (only when the schema has [`rls`](crate::TenantSchema::rls)): superuser,
+/// `BYPASSRLS`, and membership (direct or through other roles) in a role that is either, since
+/// `SET ROLE` would escape the policies.
+///
+/// On every tenant table (global tables are skipped):
+/// - with RLS declared: row-level security enabled; not owned (directly or through role
+///   membership) by the application role unless `FORCE`d; the policy
+///   [`Rls::POLICY`](crate::Rls::POLICY) present, permissive, for all commands and all roles,
+///   with the declared `USING` and `WITH CHECK`; no other permissive policy that applies to the
+///   role (permissive policies are OR-ed);
+/// - always: every declared tenant-leading index, per-tenant unique and tenant-consistent foreign
+///   key exists with the declared name *and* columns
+///   ([`TenantSchema::expected`](crate::TenantSchema::expected)); and no unique index other than
+///   the primary key leaves out the tenant column (a global unique is an existence oracle across
+///   tenants: RLS does not filter unique violations).
+///
+/// # How policies are compared
+///
+/// The catalog holds a policy as a parsed tree, and `pg_get_expr` prints it in PostgreSQL's own
+/// normal form (`(tenant_id = ( SELECT (NULLIF(current_setting('app.tenant_id'::text, true),
+/// ''::text))::uuid AS "nullif"))`), which is not the text we wrote. So the declared expressions
+/// are put through the same parser and printer: in a transaction that is always rolled back, the
+/// audit creates a temporary table `LIKE` the tenant table, puts the declared policy on it, and
+/// reads it back with `pg_get_expr`. The live `USING` and `WITH CHECK` must equal those strings
+/// exactly. Nothing persists, and the application role only needs the `TEMPORARY` privilege that
+/// PostgreSQL grants to `PUBLIC` by default.
+///
+/// Where that is refused (no `TEMPORARY` privilege, a read-only transaction), both sides are
+/// compared as normalised text instead: lowercased, without whitespace, parentheses, double
+/// quotes, `::text` casts and the `AS "nullif"` alias PostgreSQL adds. That still tells the
+/// declared policy from `USING (true)`, from the other [`PolicyForm`](crate::PolicyForm), from
+/// another setting or column, and from any added `OR`, but it could miss a difference that only
+/// lies in a `::text` cast or in grouping.
+///
+/// # Errors
+///
+/// [`Error::Config`] when `conn` is not PostgreSQL, or the database's error.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(tables: Vec<tenant_core::Table>) -> Result<(), Box<dyn std::error::Error>> {
+/// let conn = sea_orm::Database::connect("postgres://app@localhost/app").await?;
+/// let schema = tenant_core::TenantSchema::new()
+///    .tables(tables)
+///    .rls(tenant_core::Rls::default());
+/// let report = tenant_core::audit(&conn, &schema).await?;
+/// assert!(report.is_clean(), "{report}");
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub async fn audit(conn: &sea_orm::DatabaseConnection, schema: &TenantSchema) -> Result<Report> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Err(Error::Config(
+            "the audit reads PostgreSQL's catalog; it cannot check another backend".to_owned(),
+        ));
+    }
+    let mut findings = Vec::new();
+    if schema.rls_settings().is_some() {
+        pg::role(conn, &mut findings).await?;
+    }
+    for table in schema.expected() {
+        if table.tenant_column.is_some() {
+            pg::table(conn, &table, &mut findings).await?;
+        }
+    }
+    for f in &findings {
+        tracing::warn!(
+            target: "tenant::audit",
+            kind = ?f.kind,
+            table = f.table.as_deref(),
+            fix = %f.fix,
+            "{}",
+            f.message
+        );
+    }
+    Ok(Report { findings })
+}
+
+/// The catalog queries. Every name written into SQL is quoted with `quote_ident` or comes
+/// quoted from PostgreSQL (`format('%I')`); values are bound.
+#[cfg(feature = "postgres")]
+mod pg {
+    use std::collections::BTreeMap;
+
+    use sea_orm::{
+        ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, TransactionTrait,
+        Value,
+    };
+
+    use super::{Finding, FindingKind as Kind};
+    use crate::Result;
+    use crate::rls::{Rls, quote_ident};
+    use crate::schema::{ExpectedIndex, ExpectedPolicy, ExpectedTable};
+
+    async fn rows<C: ConnectionTrait>(
+        conn: &C,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<QueryResult>> {
+        let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+        Ok(conn.query_all_raw(stmt).await?)
+    }
+
+    fn list(columns: &[impl AsRef<str>]) -> String {
+        columns
+            .iter()
+            .map(|c| quote_ident(c.as_ref()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn ticked(columns: &[String]) -> String {
+        columns
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Live key columns: `None` is an expression.
+    fn ticked_live(columns: &[Option<String>]) -> String {
+        columns
+            .iter()
+            .map(|c| {
+                c.as_ref()
+                    .map_or("<expression>".to_owned(), |c| format!("`{c}`"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `current_user`'s own rights, then the privileged roles it can `SET ROLE` to.
+    pub(super) async fn role(conn: &DatabaseConnection, out: &mut Vec<Finding>) -> Result<()> {
+        const ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls \
+                            FROM pg_roles r WHERE r.rolname = current_user";
+        // `pg_has_role(.., 'MEMBER')` follows membership through intermediate roles.
+        const MEMBERSHIP: &str = "SELECT r.rolname::text, r.rolsuper, r.rolbypassrls \
+             FROM pg_roles r \
+             WHERE (r.rolsuper OR r.rolbypassrls) AND r.rolname <> current_user \
+               AND pg_has_role(current_user, r.oid, 'MEMBER') \
+             ORDER BY r.rolname";
+        let Some(row) = rows(conn, ROLE, Vec::new()).await?.into_iter().next() else {
+            return Ok(());
+        };
+        let user: String = row.try_get_by_index(0)?;
+        let superuser: bool = row.try_get_by_index(1)?;
+        let bypass: bool = row.try_get_by_index(2)?;
+        let q = quote_ident(&user);
+        let instead = "or connect as a login role that is neither, with only `SELECT, INSERT, UPDATE, DELETE` on the tables";
+        if superuser {
+            out.push(Finding::new(
+                Kind::Superuser,
+                None,
+                format!(
+                    "role `{user}` is a superuser, and superusers bypass every row-level security policy, even on `FORCE`d tables"
+                ),
+                format!("`ALTER ROLE {q} NOSUPERUSER`, {instead}"),
+            ));
+            // A superuser is a member of every role: the membership check says nothing more.
+            return Ok(());
+        }
+        if bypass {
+            out.push(Finding::new(
+                Kind::BypassRls,
+                None,
+                format!("role `{user}` has `BYPASSRLS` and skips every row-level security policy"),
+                format!("`ALTER ROLE {q} NOBYPASSRLS`, {instead}"),
+            ));
+        }
+        for row in rows(conn, MEMBERSHIP, Vec::new()).await? {
+            let role: String = row.try_get_by_index(0)?;
+            let is_super: bool = row.try_get_by_index(1)?;
+            let right = if is_super {
+                "is a superuser"
+            } else {
+                "has `BYPASSRLS`"
+            };
+            out.push(Finding::new(
+                Kind::PrivilegedMembership,
+                None,
+                format!(
+                    "role `{user}` is a member of `{role}`, which {right}: `SET ROLE {}` skips every row-level security policy",
+                    quote_ident(&role)
+                ),
+                format!(
+                    "`REVOKE {} FROM {q}` (or from the role that grants it to `{user}`)",
+                    quote_ident(&role)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every check on one tenant table.
+    pub(super) async fn table(
+        conn: &DatabaseConnection,
+        t: &ExpectedTable,
+        out: &mut Vec<Finding>,
+    ) -> Result<()> {
+        const TABLE: &str = "SELECT c.oid::int8, c.relrowsecurity, c.relforcerowsecurity, \
+                   pg_has_role(current_user, c.relowner, 'USAGE'), pg_get_userbyid(c.relowner)::text, \
+                   format('%I.%I', n.nspname, c.relname), current_user::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = to_regclass($1)";
+        let name = t.name;
+        let quoted = quote_ident(name);
+        let tenant = t.tenant_column.unwrap_or_default();
+        let Some(row) = rows(conn, TABLE, vec![quoted.clone().into()])
+            .await?
+            .into_iter()
+            .next()
+        else {
+            out.push(Finding::new(
+                Kind::TableMissing,
+                Some(name),
+                format!("tenant table `{name}` does not exist, or is not on the `search_path`"),
+                "run the schema's migrations (`TenantSchema::statements`) as the tables' owner"
+                    .to_owned(),
+            ));
+            return Ok(());
+        };
+        let oid: i64 = row.try_get_by_index(0)?;
+        let enabled: bool = row.try_get_by_index(1)?;
+        let forced: bool = row.try_get_by_index(2)?;
+        let owns: bool = row.try_get_by_index(3)?;
+        let owner: String = row.try_get_by_index(4)?;
+        let qualified: String = row.try_get_by_index(5)?;
+        let user: String = row.try_get_by_index(6)?;
+
+        if let Some(policy) = &t.policy {
+            if !enabled {
+                out.push(Finding::new(
+                    Kind::RlsDisabled,
+                    Some(name),
+                    format!(
+                        "row-level security is disabled on `{name}`: its policies are ignored and every role sees every tenant's rows"
+                    ),
+                    format!("`ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY`"),
+                ));
+            }
+            if owns && !forced {
+                let via = if owner == user {
+                    String::new()
+                } else {
+                    format!(" (through membership in `{owner}`)")
+                };
+                out.push(Finding::new(
+                    Kind::OwnerNotForced,
+                    Some(name),
+                    format!(
+                        "role `{user}` owns `{name}`{via}, and without `FORCE ROW LEVEL SECURITY` owners skip its policies"
+                    ),
+                    format!(
+                        "`ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY`; better, let a migration role own the tables: `ALTER TABLE {quoted} OWNER TO <migration role>`"
+                    ),
+                ));
+            }
+            policies(conn, t, policy, oid, &qualified, &user, out).await?;
+        }
+        keys(conn, t, tenant, oid, out).await
+    }
+
+    struct LivePolicy {
+        name: String,
+        permissive: bool,
+        command: String,
+        public: bool,
+        applies: bool,
+        using: Option<String>,
+        with_check: Option<String>,
+    }
+
+    async fn policies(
+        conn: &DatabaseConnection,
+        t: &ExpectedTable,
+        declared: &ExpectedPolicy,
+        oid: i64,
+        qualified: &str,
+        user: &str,
+        out: &mut Vec<Finding>,
+    ) -> Result<()> {
+        // `applies`: the policy is for PUBLIC (role 0) or a role whose rights `current_user` has.
+        // The CASE keeps `pg_has_role` away from role 0.
+        const POLICIES: &str = "SELECT p.polname::text, p.polpermissive, p.polcmd::text, \
+                   p.polroles = '{0}'::oid[], \
+                   EXISTS (SELECT 1 FROM unnest(p.polroles) r \
+                           WHERE CASE WHEN r = 0 THEN true \
+                                      ELSE pg_has_role(current_user, r, 'USAGE') END), \
+                   pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid) \
+             FROM pg_policy p WHERE p.polrelid = $1::int8::oid ORDER BY p.polname";
+        let name = t.name;
+        let quoted = quote_ident(name);
+        let mut live = Vec::new();
+        for row in rows(conn, POLICIES, vec![oid.into()]).await? {
+            live.push(LivePolicy {
+                name: row.try_get_by_index(0)?,
+                permissive: row.try_get_by_index(1)?,
+                command: row.try_get_by_index(2)?,
+                public: row.try_get_by_index(3)?,
+                applies: row.try_get_by_index(4)?,
+                using: row.try_get_by_index(5)?,
+                with_check: row.try_get_by_index(6)?,
+            });
+        }
+        let create = format!(
+            "CREATE POLICY {} ON {quoted} USING ({}) WITH CHECK ({})",
+            Rls::POLICY,
+            declared.using,
+            declared.with_check
+        );
+        match live.iter().find(|p| p.name == declared.name) {
+            None => out.push(Finding::new(
+                Kind::PolicyMissing,
+                Some(name),
+                format!(
+                    "`{name}` has no policy `{}`: nothing ties its rows to the bound tenant",
+                    declared.name
+                ),
+                format!("`{create}`"),
+            )),
+            Some(p) => {
+                let diffs = differences(conn, p, declared, qualified).await;
+                if !diffs.is_empty() {
+                    out.push(Finding::new(
+                        Kind::PolicyMismatch,
+                        Some(name),
+                        format!(
+                            "policy `{}` on `{name}` differs from the declared one: {}",
+                            declared.name,
+                            diffs.join("; ")
+                        ),
+                        format!("`DROP POLICY {} ON {quoted}` then `{create}`", Rls::POLICY),
+                    ));
+                }
+            }
+        }
+        for p in live
+            .iter()
+            .filter(|p| p.name != declared.name && p.permissive && p.applies)
+        {
+            out.push(Finding::new(
+                Kind::PolicyMismatch,
+                Some(name),
+                format!(
+                    "`{name}` has another permissive policy `{}` (`USING` {}) that applies to `{user}`; permissive policies are OR-ed, so it widens what `{}` allows",
+                    p.name,
+                    p.using.as_deref().map_or("none".to_owned(), |e| format!("`{e}`")),
+                    declared.name
+                ),
+                format!(
+                    "`DROP POLICY {} ON {quoted}`, or recreate it `AS RESTRICTIVE`",
+                    quote_ident(&p.name)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How the live policy `p` differs from `declared`, one phrase per difference.
+    async fn differences(
+        conn: &DatabaseConnection,
+        p: &LivePolicy,
+        declared: &ExpectedPolicy,
+        qualified: &str,
+    ) -> Vec<String> {
+        let mut diffs = Vec::new();
+        if !p.permissive {
+            diffs.push("it is `AS RESTRICTIVE`".to_owned());
+        }
+        if p.command != "*" {
+            diffs.push(format!("it is not `FOR ALL` commands (`{}`)", p.command));
+        }
+        if !p.public {
+            diffs.push("it is not `TO PUBLIC`".to_owned());
+        }
+        let (using, with_check) = declared_as_printed(conn, qualified, declared).await;
+        let same = |live: Option<&String>, want: &Canonical| match (live, want) {
+            (Some(live), Canonical::Printed(want)) => live == want,
+            (Some(live), Canonical::Text(want)) => normalise(live) == normalise(want),
+            (None, _) => false,
+        };
+        let shown = |e: Option<&String>| e.map_or("none".to_owned(), |e| format!("`{e}`"));
+        if !same(p.using.as_ref(), &using) {
+            diffs.push(format!(
+                "`USING` is {}, declared `{}`",
+                shown(p.using.as_ref()),
+                declared.using
+            ));
+        }
+        if !same(p.with_check.as_ref(), &with_check) {
+            diffs.push(format!(
+                "`WITH CHECK` is {}, declared `{}`",
+                shown(p.with_check.as_ref()),
+                declared.with_check
+            ));
+        }
+        diffs
+    }
+
+    /// The declared expression in the form to compare with `pg_get_expr`'s output.
+    enum Canonical {
+        /// Printed by PostgreSQL: compare exactly.
+        Printed(String),
+        /// As we wrote it: compare after [`normalise`].
+        Text(String),
+    }
+
+    /// The declared `USING` and `WITH CHECK` as PostgreSQL prints them, read from the same
+    /// policy put on a temporary copy of the table in a transaction that is rolled back; as
+    /// text when that is refused.
+    async fn declared_as_printed(
+        conn: &DatabaseConnection,
+        qualified: &str,
+        declared: &ExpectedPolicy,
+    ) -> (Canonical, Canonical) {
+        const PROBE: &str = "\"__tenant_audit_probe\"";
+        let statements = [
+            format!("CREATE TEMP TABLE {PROBE} (LIKE {qualified}) ON COMMIT DROP"),
+            format!(
+                "CREATE POLICY {PROBE} ON pg_temp.{PROBE} USING ({}) WITH CHECK ({})",
+                declared.using, declared.with_check
+            ),
+        ];
+        let read = format!(
+            "SELECT pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) \
+             FROM pg_policy WHERE polrelid = 'pg_temp.{PROBE}'::regclass"
+        );
+        match probe(conn, statements, &read).await {
+            Ok(Some((using, with_check))) => {
+                (Canonical::Printed(using), Canonical::Printed(with_check))
+            }
+            Ok(None) => text(declared),
+            Err(e) => {
+                tracing::debug!(
+                    target: "tenant::audit",
+                    error = %e,
+                    "cannot print the declared policy through PostgreSQL; comparing normalised text"
+                );
+                text(declared)
+            }
+        }
+    }
+
+    async fn probe(
+        conn: &DatabaseConnection,
+        statements: [String; 2],
+        read: &str,
+    ) -> Result<Option<(String, String)>> {
+        let txn = conn.begin().await?;
+        let result = async {
+            for sql in statements {
+                txn.execute_raw(Statement::from_string(DbBackend::Postgres, sql))
+                    .await?;
+            }
+            match rows(&txn, read, Vec::new()).await?.into_iter().next() {
+                Some(row) => Ok(Some((row.try_get_by_index(0)?, row.try_get_by_index(1)?))),
+                None => Ok(None),
+            }
+        }
+        .await;
+        // Always rolled back: the probe leaves nothing behind.
+        txn.rollback().await?;
+        result
+    }
+
+    fn text(declared: &ExpectedPolicy) -> (Canonical, Canonical) {
+        (
+            Canonical::Text(declared.using.clone()),
+            Canonical::Text(declared.with_check.clone()),
+        )
+    }
+
+    /// The fallback comparison form: lowercase, without whitespace, parentheses, double quotes,
+    /// `::text` casts and the `AS "nullif"` alias `pg_get_expr` adds to the subquery.
+    pub(super) fn normalise(expr: &str) -> String {
+        expr.to_lowercase()
+            .replace("::text", "")
+            .replace(" as \"nullif\"", "")
+            .chars()
+            .filter(|c| !c.is_whitespace() && !matches!(c, '(' | ')' | '"'))
+            .collect()
+    }
+
+    #[derive(Default)]
+    struct LiveIndex {
+        unique: bool,
+        primary: bool,
+        /// `invalid` or `partial`: present but not doing its job.
+        defect: Option<String>,
+        columns: Vec<Option<String>>,
+        constraint: Option<String>,
+    }
+
+    #[derive(Default)]
+    struct LiveForeignKey {
+        columns: Vec<String>,
+        parent: String,
+        parent_columns: Vec<String>,
+    }
+
+    /// The declared keys (drift) and the global uniques.
+    async fn keys(
+        conn: &DatabaseConnection,
+        t: &ExpectedTable,
+        tenant: &str,
+        oid: i64,
+        out: &mut Vec<Finding>,
+    ) -> Result<()> {
+        // One row per key column; expression columns have no `attname`.
+        const INDEXES: &str = "SELECT i.relname::text, x.indisunique, x.indisprimary, \
+                   CASE WHEN NOT x.indisvalid THEN 'invalid' \
+                        WHEN x.indpred IS NOT NULL THEN 'partial' END, \
+                   a.attname::text, con.conname::text \
+             FROM pg_index x \
+             JOIN pg_class i ON i.oid = x.indexrelid \
+             LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid \
+                   AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u', 'x') \
+             CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+             LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum \
+             WHERE x.indrelid = $1::int8::oid AND k.n <= x.indnkeyatts \
+             ORDER BY i.relname, k.n";
+        const FOREIGN_KEYS: &str = "SELECT con.conname::text, a.attname::text, \
+                   pa.attname::text, pc.relname::text \
+             FROM pg_constraint con \
+             CROSS JOIN LATERAL unnest(con.conkey, con.confkey) \
+                   WITH ORDINALITY AS k(attnum, refnum, n) \
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum \
+             JOIN pg_attribute pa ON pa.attrelid = con.confrelid AND pa.attnum = k.refnum \
+             JOIN pg_class pc ON pc.oid = con.confrelid \
+             WHERE con.conrelid = $1::int8::oid AND con.contype = 'f' \
+             ORDER BY con.conname, k.n";
+
+        let mut indexes: BTreeMap<String, LiveIndex> = BTreeMap::new();
+        for row in rows(conn, INDEXES, vec![oid.into()]).await? {
+            let index = indexes.entry(row.try_get_by_index(0)?).or_default();
+            index.unique = row.try_get_by_index(1)?;
+            index.primary = row.try_get_by_index(2)?;
+            index.defect = row.try_get_by_index(3)?;
+            index.columns.push(row.try_get_by_index(4)?);
+            index.constraint = row.try_get_by_index(5)?;
+        }
+        let mut fks: BTreeMap<String, LiveForeignKey> = BTreeMap::new();
+        for row in rows(conn, FOREIGN_KEYS, vec![oid.into()]).await? {
+            let fk = fks.entry(row.try_get_by_index(0)?).or_default();
+            fk.columns.push(row.try_get_by_index(1)?);
+            fk.parent_columns.push(row.try_get_by_index(2)?);
+            fk.parent = row.try_get_by_index(3)?;
+        }
+        declared_indexes(t, &indexes, out);
+        declared_foreign_keys(t, &fks, out);
+        global_uniques(t.name, tenant, &indexes, out);
+        Ok(())
+    }
+
+    fn declared_indexes(
+        t: &ExpectedTable,
+        indexes: &BTreeMap<String, LiveIndex>,
+        out: &mut Vec<Finding>,
+    ) {
+        let quoted = quote_ident(t.name);
+        for want in &t.indexes {
+            let live = indexes.get(&want.name);
+            let Some(problem) = index_problem(want, live) else {
+                continue;
+            };
+            let (kind, what) = if want.unique {
+                (Kind::UniqueMissing, "per-tenant unique")
+            } else {
+                (Kind::IndexMissing, "composite index")
+            };
+            let create = format!(
+                "CREATE {}INDEX {} ON {quoted} ({})",
+                if want.unique { "UNIQUE " } else { "" },
+                quote_ident(&want.name),
+                list(&want.columns)
+            );
+            let fix = match live {
+                Some(_) => format!("`DROP INDEX {}` then `{create}`", quote_ident(&want.name)),
+                None => format!("`{create}`"),
+            };
+            out.push(Finding::new(
+                kind,
+                Some(t.name),
+                format!(
+                    "declared {what} `{}` on `{}` ({}) {problem}",
+                    want.name,
+                    t.name,
+                    ticked(&want.columns)
+                ),
+                fix,
+            ));
+        }
+    }
+
+    /// Why the live index does not satisfy `want`, if it does not.
+    fn index_problem(want: &ExpectedIndex, live: Option<&LiveIndex>) -> Option<String> {
+        let Some(live) = live else {
+            return Some("is missing".to_owned());
+        };
+        let columns: Vec<Option<String>> = want.columns.iter().cloned().map(Some).collect();
+        if live.columns != columns {
+            Some(format!("exists but on ({})", ticked_live(&live.columns)))
+        } else if want.unique && !live.unique {
+            Some("exists but is not unique".to_owned())
+        } else {
+            live.defect
+                .as_ref()
+                .map(|defect| format!("exists but is {defect}"))
+        }
+    }
+
+    fn declared_foreign_keys(
+        t: &ExpectedTable,
+        fks: &BTreeMap<String, LiveForeignKey>,
+        out: &mut Vec<Finding>,
+    ) {
+        let quoted = quote_ident(t.name);
+        for want in &t.foreign_keys {
+            let live = fks.get(&want.name);
+            let problem = match live {
+                None => "is missing".to_owned(),
+                Some(live)
+                    if live.columns != want.columns
+                        || live.parent != want.parent
+                        || live.parent_columns != want.parent_columns =>
+                {
+                    format!(
+                        "exists but is ({}) -> `{}` ({})",
+                        ticked(&live.columns),
+                        live.parent,
+                        ticked(&live.parent_columns),
+                    )
+                }
+                Some(_) => continue,
+            };
+            let add = format!(
+                "ALTER TABLE {quoted} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+                quote_ident(&want.name),
+                list(&want.columns),
+                quote_ident(&want.parent),
+                list(&want.parent_columns)
+            );
+            let fix = match live {
+                Some(_) => format!(
+                    "`ALTER TABLE {quoted} DROP CONSTRAINT {}` then `{add}`",
+                    quote_ident(&want.name)
+                ),
+                None => format!("`{add}`"),
+            };
+            out.push(Finding::new(
+                Kind::ForeignKeyMissing,
+                Some(t.name),
+                format!(
+                    "declared tenant-consistent foreign key `{}` on `{}` ({}) -> `{}` ({}) {problem}; without it a row can point at another tenant's parent",
+                    want.name,
+                    t.name,
+                    ticked(&want.columns),
+                    want.parent,
+                    ticked(&want.parent_columns),
+                ),
+                fix,
+            ));
+        }
+    }
+
+    /// Unique indexes other than the primary key that leave out the tenant column.
+    fn global_uniques(
+        name: &str,
+        tenant: &str,
+        indexes: &BTreeMap<String, LiveIndex>,
+        out: &mut Vec<Finding>,
+    ) {
+        let quoted = quote_ident(name);
+        for (index, live) in indexes {
+            let has_tenant = live.columns.iter().flatten().any(|c| c == tenant);
+            if !live.unique || live.primary || has_tenant {
+                continue;
+            }
+            let drop = match &live.constraint {
+                Some(c) => format!("ALTER TABLE {quoted} DROP CONSTRAINT {}", quote_ident(c)),
+                None => format!("DROP INDEX {}", quote_ident(index)),
+            };
+            let named: Vec<&str> = live.columns.iter().flatten().map(String::as_str).collect();
+            out.push(Finding::new(
+                Kind::GlobalUnique,
+                Some(name),
+                format!(
+                    "unique index `{index}` on `{name}` ({}) leaves out `{tenant}`: it is global across tenants, so a unique violation tells one tenant that another has the value",
+                    ticked_live(&live.columns)
+                ),
+                format!(
+                    "`{drop}`, and declare a per-tenant unique instead: `#[tenant(unique({}))]`",
+                    named.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::pg::normalise;
+    use crate::Rls;
+
+    #[test]
+    fn the_fallback_normalisation_matches_what_postgresql_prints() {
+        let declared = format!("\"tenant_id\" = {}", Rls::default().current_tenant_sql());
+        let printed = "(tenant_id = ( SELECT (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid AS \"nullif\"))";
+        assert_eq!(normalise(&declared), normalise(printed));
+        let plain = Rls::default().with_policy_form(crate::PolicyForm::Plain);
+        let declared_plain = format!("\"tenant_id\" = {}", plain.current_tenant_sql());
+        let printed_plain =
+            "(tenant_id = (NULLIF(current_setting('app.tenant_id'::text, true), ''::text))::uuid)";
+        assert_eq!(normalise(&declared_plain), normalise(printed_plain));
+        assert_ne!(normalise(&declared), normalise(printed_plain));
+        assert_ne!(normalise(&declared), normalise("true"));
+        assert_ne!(
+            normalise(&declared),
+            normalise(&format!("{printed} OR true"))
+        );
+    }
+}

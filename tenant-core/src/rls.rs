@@ -1,0 +1,213 @@
+//! PostgreSQL Row-Level Security: the run-time binding of the tenant.
+//!
+//! In RLS mode every scoped unit of work runs in a transaction that starts with
+//! `BEGIN; SET LOCAL <setting> = '<tenant id>'`, sent as one message: one round trip for the
+//! `BEGIN` and the binding together. `SET LOCAL` (not `set_config(.., true)`) because it is the
+//! form Citus propagates to its workers, and it is transaction-scoped, so it works through
+//! PgBouncer's transaction pooling and never leaves state on a pooled connection. The value is
+//! rendered by us from the typed [`TenantId`], never from user text.
+
+use std::fmt;
+
+use sea_orm::IdenStatic;
+
+use crate::{Error, Result, Tenancy, TenantId};
+
+/// The RLS settings of a [`TenantDb`](crate::TenantDb): which setting the policies read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Rls {
+    setting: String,
+    form: PolicyForm,
+}
+
+/// How a policy reads the bound tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyForm {
+    /// `(SELECT NULLIF(current_setting(..), '')::uuid)`: evaluated once per statement. The
+    /// default, for PostgreSQL.
+    Subquery,
+    /// `NULLIF(current_setting(..), '')::uuid`: for Citus, which refuses subqueries in policies
+    /// on distributed tables. With an index on the tenant column it is still evaluated once per
+    /// scan, as an index condition.
+    Plain,
+}
+
+impl Rls {
+    /// The setting the policies read, such as `app.tenant_id` (the default).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] unless the name is two lowercase identifiers joined by a dot, the form
+    /// PostgreSQL accepts for a custom setting; the name is written into SQL, so nothing else is
+    /// let through.
+    pub fn new(setting: &str) -> Result<Self> {
+        let ident = |s: &str| {
+            let mut chars = s.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && s.len() <= 63
+        };
+        match setting.split_once('.') {
+            Some((a, b)) if ident(a) && ident(b) => Ok(Self {
+                setting: setting.to_owned(),
+                form: PolicyForm::Subquery,
+            }),
+            _ => Err(Error::Config(format!(
+                "`{setting}` is not a custom setting name; expected two lowercase identifiers joined by a dot, such as `app.tenant_id`"
+            ))),
+        }
+    }
+
+    /// The setting name.
+    pub fn setting(&self) -> &str {
+        &self.setting
+    }
+
+    /// The statement that opens a unit of work for `tenant`.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(dead_code, reason = "used by the PostgreSQL executor")
+    )]
+    pub(crate) fn begin_sql(&self, tenant: TenantId) -> String {
+        // `TenantId` displays as a hyphenated UUID: hex digits and dashes only.
+        format!("BEGIN; SET LOCAL {} = '{tenant}'", self.setting)
+    }
+
+    /// The same settings with policies in `form` (for Citus: [`PolicyForm::Plain`]).
+    #[must_use]
+    pub fn with_policy_form(mut self, form: PolicyForm) -> Self {
+        self.form = form;
+        self
+    }
+
+    /// The policy form.
+    pub fn policy_form(&self) -> PolicyForm {
+        self.form
+    }
+
+    /// The expression a policy compares the tenant column with. After a transaction-local
+    /// setting reverts it reads `''`, not NULL, hence the `NULLIF`: no tenant bound, no rows.
+    pub fn current_tenant_sql(&self) -> String {
+        let read = format!(
+            "NULLIF(current_setting('{}', true), '')::uuid",
+            self.setting
+        );
+        match self.form {
+            PolicyForm::Subquery => format!("(SELECT {read})"),
+            PolicyForm::Plain => read,
+        }
+    }
+
+    /// The name of the policy on every tenant table.
+    pub const POLICY: &'static str = "tenant_isolation";
+
+    /// The statements that put `E` under RLS, in order: `ENABLE` and `FORCE ROW LEVEL
+    /// SECURITY`, and one policy whose `USING` and `WITH CHECK` compare the tenant column with
+    /// the bound tenant. Re-runnable (the policy is dropped and created again). Empty for a
+    /// global entity.
+    pub fn policy_statements<E: Tenancy>(&self) -> Vec<String> {
+        let Some(column) = E::tenant_column() else {
+            return Vec::new();
+        };
+        let table = quote_ident(E::default().table_name());
+        let check = format!(
+            "{} = {}",
+            quote_ident(column.as_str()),
+            self.current_tenant_sql()
+        );
+        vec![
+            format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+            format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+            format!("DROP POLICY IF EXISTS {} ON {table}", Self::POLICY),
+            format!(
+                "CREATE POLICY {} ON {table} USING ({check}) WITH CHECK ({check})",
+                Self::POLICY
+            ),
+        ]
+    }
+
+    /// The privileges the application role `role` needs on `E`'s table: `SELECT`, `INSERT`,
+    /// `UPDATE`, `DELETE`, and nothing that would let it change the policy (it must not own the
+    /// table).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `role` is not a plain lowercase identifier.
+    pub fn grant_statements<E: Tenancy>(role: &str) -> Result<Vec<String>> {
+        let valid = role
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(Error::Config(format!(
+                "`{role}` is not a role name this crate writes into SQL; expected a lowercase identifier"
+            )));
+        }
+        let table = quote_ident(E::default().table_name());
+        Ok(vec![
+            format!("REVOKE ALL ON {table} FROM PUBLIC"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {}",
+                quote_ident(role)
+            ),
+        ])
+    }
+}
+
+/// `name` as a quoted SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Default for Rls {
+    fn default() -> Self {
+        Self {
+            setting: "app.tenant_id".to_owned(),
+            form: PolicyForm::Subquery,
+        }
+    }
+}
+
+impl fmt::Debug for Rls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rls")
+            .field("setting", &self.setting)
+            .field("form", &self.form)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setting_names_are_validated_before_they_reach_sql() {
+        assert!(Rls::new("app.tenant_id").is_ok());
+        for bad in [
+            "tenant_id",
+            "app.tenant-id",
+            "app.x; DROP TABLE t",
+            "App.Tenant",
+            ".x",
+            "a.",
+            "a.b.c",
+        ] {
+            assert!(Rls::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_binding_is_one_message_with_begin() {
+        let id = TenantId::from(uuid::Uuid::from_u128(1));
+        assert_eq!(
+            Rls::default().begin_sql(id),
+            "BEGIN; SET LOCAL app.tenant_id = '00000000-0000-0000-0000-000000000001'"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Captures the events logged to the `tenant::audit` target, to check that escape hatches and
+//! system scopes leave a trail.
+
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+/// One event: its message and fields as text.
+#[derive(Debug, Clone, Default)]
+pub struct Logged {
+    pub target: String,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Logged {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A subscriber that keeps every `tenant::audit` event.
+#[derive(Clone, Default)]
+pub struct Capture {
+    pub events: Arc<Mutex<Vec<Logged>>>,
+}
+
+impl Capture {
+    pub fn audit_events(&self) -> Vec<Logged> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.target() == "tenant::audit"
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut logged = Logged {
+            target: event.metadata().target().to_owned(),
+            fields: Vec::new(),
+        };
+        event.record(&mut Fields(&mut logged.fields));
+        self.events.lock().unwrap().push(logged);
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}

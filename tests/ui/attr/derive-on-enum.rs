@@ -1,0 +1,7 @@
+#[derive(tenant::TenantScoped)]
+pub enum Model {
+    Draft,
+    Published,
+}
+
+fn main() {}
