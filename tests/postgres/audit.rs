@@ -553,3 +553,21 @@ async fn with_rls_checked_refuses_a_broken_database_and_accepts_a_fixed_one() {
         Err(Error::Config(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_that_runs_the_statements_of_one_entity_at_a_time_audits_clean() {
+    use sea_orm::ConnectionTrait;
+
+    let test_db = pg::fresh_database().await;
+    let owner = connect(&test_db.admin_url).await;
+    let schema = schema();
+    // As a `sea-orm-migration` migration would: one call per entity, parents first.
+    for table in ["plan", "post", "comment", "tag", "post_tag"] {
+        for stmt in schema.statements_for(table, sea_orm::DbBackend::Postgres) {
+            owner.execute_raw(stmt).await.unwrap();
+        }
+    }
+    let app = connect(&test_db.app_url).await;
+    let report = tenant::audit(&app, &schema).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+}
