@@ -312,6 +312,7 @@ fn split_parenthesised(s: &str) -> Option<(&str, &str)> {
 }
 
 /// One entity's schema, type-erased so that a list of them can be created together.
+#[derive(Clone, Copy)]
 pub struct Table {
     name: &'static str,
     tenant_column: Option<&'static str>,
@@ -474,15 +475,10 @@ impl TenantSchema {
 /// It takes the raw connection, before it is wrapped in a [`TenantDb`](crate::TenantDb): DDL is
 /// not tenant-scoped.
 pub async fn create_schema<C: ConnectionTrait>(conn: &C, tables: &[Table]) -> Result<()> {
-    let backend = conn.get_database_backend();
-    for t in tables {
-        let s = (t.statements)(backend, tables);
-        conn.execute(&s.table).await?;
-        for index in &s.indexes {
-            conn.execute(index).await?;
-        }
-    }
-    Ok(())
+    TenantSchema::new()
+        .tables(tables.iter().copied())
+        .create(conn)
+        .await
 }
 
 #[cfg(test)]

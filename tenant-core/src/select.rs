@@ -349,7 +349,10 @@ fn tenant_on<E: Tenancy, R: Tenancy>(
     let previous = rel.on_condition.clone();
     let r_name = sea_orm::sea_query::Alias::new(r_col.as_str());
     let (base, pin) = if let Some(e_col) = E::tenant_column() {
-        (Target::Column(e_col.into_expr_qualified()), Pin::Free)
+        (
+            Target::Column(Expr::col((e_col.entity_name(), e_col))),
+            Pin::Free,
+        )
     } else {
         let now = crate::context::current().ok();
         (
@@ -386,16 +389,6 @@ enum Pin {
 enum Target {
     Column(Expr),
     Value(sea_orm::Value),
-}
-
-trait QualifiedExpr {
-    fn into_expr_qualified(self) -> Expr;
-}
-
-impl<C: ColumnTrait> QualifiedExpr for C {
-    fn into_expr_qualified(self) -> Expr {
-        Expr::col((self.entity_name(), self))
-    }
 }
 
 impl<Q: QueryFilter> Scoped<Q> {

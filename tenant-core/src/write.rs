@@ -297,7 +297,8 @@ where
     // same value, and it keeps the list non-empty when only keys are set.
     let mut update: Vec<_> = vec![tenant_column];
     update.extend(
-        <A::Entity as EntityTrait>::Column::iter().filter(|c| am.is_changed_col(*c) && !is_key(c)),
+        <A::Entity as EntityTrait>::Column::iter()
+            .filter(|c| matches!(am.get(*c), ActiveValue::Set(_)) && !is_key(c)),
     );
     let mut on_conflict = OnConflict::columns(target);
     on_conflict.update_columns(update);
@@ -312,14 +313,6 @@ where
             .map_err(not_found::<A::Entity>)
     })
 }
-
-trait ChangedCol: ActiveModelTrait {
-    fn is_changed_col(&self, c: <Self::Entity as EntityTrait>::Column) -> bool {
-        matches!(self.get(c), ActiveValue::Set(_))
-    }
-}
-
-impl<A: ActiveModelTrait> ChangedCol for A {}
 
 impl<E: TenantScoped> Scoped<UpdateMany<E>> {
     /// Sets `column` to `expr` on every matching row of the current tenant.
