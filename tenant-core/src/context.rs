@@ -43,9 +43,9 @@ tokio::task_local! {
 /// assert!(current().is_err()); // outside the scope: no tenant
 /// # }
 /// ```
-pub async fn scope<F: Future>(tenant: TenantId, fut: F) -> F::Output {
+pub fn scope<F: Future>(tenant: TenantId, fut: F) -> impl Future<Output = F::Output> {
     let span = tracing::debug_span!("tenant.scope", tenant.id = %tenant);
-    tracing::Instrument::instrument(CURRENT.scope(Access::Tenant(tenant), fut), span).await
+    tracing::Instrument::instrument(CURRENT.scope(Access::Tenant(tenant), fut), span)
 }
 
 /// The tenant in scope.

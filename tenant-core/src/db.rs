@@ -165,12 +165,15 @@ impl TenantDb {
                     Some(Access::Tenant(id)) => rls.begin_sql(*id),
                     _ => "BEGIN".to_owned(),
                 };
-                let txn = self
-                    .conn
-                    .get_postgres_connection_pool()
-                    .begin_with(AssertSqlSafe(begin))
-                    .await
-                    .map_err(sqlx_err)?;
+                // Boxed: sqlx's acquire-and-begin future is large, and an unboxed one would
+                // make every unit's future that large, app-level mode's included.
+                let txn = Box::pin(
+                    self.conn
+                        .get_postgres_connection_pool()
+                        .begin_with(AssertSqlSafe(begin)),
+                )
+                .await
+                .map_err(sqlx_err)?;
                 Ok(Unit {
                     kind: UnitKind::Bound(tokio::sync::Mutex::new(txn)),
                 })
@@ -577,13 +580,13 @@ impl<'a> Unit<'a> {
                 let txn = txn.into_inner();
                 match result {
                     Ok(value) => {
-                        txn.commit().await.map_err(sqlx_err)?;
+                        Box::pin(txn.commit()).await.map_err(sqlx_err)?;
                         Ok(value)
                     }
                     Err(err) => {
                         // The statement's error is the one to report; a failed rollback drops
                         // the connection, which ends the transaction anyway.
-                        let _ = txn.rollback().await;
+                        let _ = Box::pin(txn.rollback()).await;
                         Err(err)
                     }
                 }

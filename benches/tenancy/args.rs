@@ -1,0 +1,207 @@
+//! Command-line arguments, parsed by hand: the bench has no dependencies of its own.
+
+use crate::ops::{Group, Imp};
+use crate::report::Backend;
+
+pub(crate) const USAGE: &str = "\
+usage: cargo bench --bench tenancy -- [options]
+
+  --tenants LIST     tenant counts T, one data set each        [10,1000,10000]
+  --rows N           rows per tenant R                         [100]
+  --workers LIST     concurrent workers C, over a pool of C    [1,8]
+  --ops N            measured operations per cell, i.e. per
+                     (implementation, operation, T, C)         [20000]
+  --rounds N         interleaved blocks each cell is split in  [20]
+  --backend LIST     postgres, sqlite                          [postgres,sqlite]
+  --impls LIST       sqlx, seaorm, repo, rls, sqlx-txn         [all]
+  --only LIST        get, page, count, write (= insert, update
+                     and delete)                               [all]
+  --threads N        tokio worker threads of the client; 0: one thread
+                     (current-thread runtime)                  [2]
+  --seed N           seed of the data and of the key choices   [20251125]
+  --ping-on-acquire  sqlx's default `test_before_acquire(true)`: one more round
+                     trip per pool checkout, for every implementation
+  --no-cpu-qos       do not hold /dev/cpu_dma_latency at 0 while measuring (see
+                     BENCHMARKS.md: idle vCPUs then halt, and the cost of waking
+                     one varies between runs)
+  --statements       instead of measuring, print what each implementation sends
+                     to PostgreSQL for one operation of each kind (server log)
+  --quick            the CI smoke run: T=10, R=20, C=2, 10 ops per cell, 2 rounds;
+                     explicit options still apply
+  --help             this text
+
+With DATABASE_URL (a superuser URL) the PostgreSQL runs use that server; otherwise a
+throwaway cluster is started from the installed initdb/pg_ctl, like the tests do.";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Args {
+    pub(crate) tenants: Vec<u64>,
+    pub(crate) rows: u64,
+    pub(crate) workers: Vec<usize>,
+    pub(crate) ops: usize,
+    pub(crate) rounds: usize,
+    pub(crate) backends: Vec<Backend>,
+    pub(crate) impls: Vec<Imp>,
+    pub(crate) groups: Vec<Group>,
+    pub(crate) seed: u64,
+    pub(crate) threads: usize,
+    pub(crate) ping_on_acquire: bool,
+    pub(crate) cpu_qos: bool,
+    pub(crate) mode: Mode,
+    pub(crate) quick: bool,
+}
+
+/// Measure, or show the statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Measure,
+    Statements,
+}
+
+pub(crate) enum Parsed {
+    Run(Args),
+    Help,
+}
+
+#[derive(Default)]
+struct Given {
+    tenants: Option<Vec<u64>>,
+    rows: Option<u64>,
+    workers: Option<Vec<usize>>,
+    ops: Option<usize>,
+    rounds: Option<usize>,
+    backends: Option<Vec<String>>,
+    impls: Option<Vec<Imp>>,
+    groups: Option<Vec<Group>>,
+    seed: Option<u64>,
+    threads: Option<usize>,
+    ping_on_acquire: bool,
+    no_cpu_qos: bool,
+    mode: Option<Mode>,
+    quick: bool,
+}
+
+impl Args {
+    pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+        let mut given = Given::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (key, inline) = match arg.split_once('=') {
+                Some((k, v)) if k.starts_with("--") => (k.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| format!("`{key}` needs a value"))
+            };
+            match key.as_str() {
+                "--tenants" => given.tenants = Some(list(&value()?, "--tenants")?),
+                "--rows" => given.rows = Some(number(&value()?, "--rows")?),
+                "--workers" => given.workers = Some(list(&value()?, "--workers")?),
+                "--ops" => given.ops = Some(number(&value()?, "--ops")?),
+                "--rounds" => given.rounds = Some(number(&value()?, "--rounds")?),
+                "--seed" => given.seed = Some(number(&value()?, "--seed")?),
+                "--threads" => given.threads = Some(number(&value()?, "--threads")?),
+                "--backend" => {
+                    given.backends = Some(value()?.split(',').map(str::to_owned).collect());
+                }
+                "--impls" => {
+                    given.impls = Some(
+                        value()?
+                            .split(',')
+                            .map(|s| Imp::parse(s.trim()))
+                            .collect::<Result<_, _>>()?,
+                    );
+                }
+                "--only" => {
+                    given.groups = Some(
+                        value()?
+                            .split(',')
+                            .map(|s| Group::parse(s.trim()))
+                            .collect::<Result<_, _>>()?,
+                    );
+                }
+                "--ping-on-acquire" => given.ping_on_acquire = true,
+                "--no-cpu-qos" => given.no_cpu_qos = true,
+                "--statements" => given.mode = Some(Mode::Statements),
+                "--quick" => given.quick = true,
+                // `cargo bench` passes `--bench`; `cargo test --benches` does not.
+                "--bench" => {}
+                "--help" | "-h" => return Ok(Parsed::Help),
+                other => return Err(format!("unknown argument `{other}`")),
+            }
+        }
+        Args::from_given(given).map(Parsed::Run)
+    }
+
+    fn from_given(g: Given) -> Result<Self, String> {
+        let quick = g.quick;
+        let backends = match &g.backends {
+            None => vec![Backend::Postgres, Backend::Sqlite],
+            Some(list) => {
+                let mut backends = Vec::new();
+                for b in list {
+                    let backend = match b.trim() {
+                        "postgres" | "pg" | "postgresql" => Backend::Postgres,
+                        "sqlite" => Backend::Sqlite,
+                        other => {
+                            return Err(format!(
+                                "unknown backend `{other}`; expected `postgres` or `sqlite`"
+                            ));
+                        }
+                    };
+                    if !backends.contains(&backend) {
+                        backends.push(backend);
+                    }
+                }
+                backends
+            }
+        };
+        let args = Args {
+            tenants: g.tenants.unwrap_or_else(|| {
+                if quick {
+                    vec![10]
+                } else {
+                    vec![10, 1_000, 10_000]
+                }
+            }),
+            rows: g.rows.unwrap_or(if quick { 20 } else { 100 }),
+            workers: g
+                .workers
+                .unwrap_or_else(|| if quick { vec![2] } else { vec![1, 8] }),
+            ops: g.ops.unwrap_or(if quick { 10 } else { 20_000 }),
+            rounds: g.rounds.unwrap_or(if quick { 2 } else { 20 }),
+            backends,
+            impls: g.impls.unwrap_or_else(|| Imp::ALL.to_vec()),
+            groups: g.groups.unwrap_or_else(|| Group::ALL.to_vec()),
+            seed: g.seed.unwrap_or(20_251_125),
+            threads: g.threads.unwrap_or(2),
+            ping_on_acquire: g.ping_on_acquire,
+            // The smoke run measures nothing; it needs no root.
+            cpu_qos: !g.no_cpu_qos && !quick,
+            mode: g.mode.unwrap_or(Mode::Measure),
+            quick,
+        };
+        if args.tenants.contains(&0) || args.rows == 0 || args.workers.contains(&0) {
+            return Err("tenants, rows and workers must be at least 1".to_owned());
+        }
+        if args.rounds == 0 || args.ops < args.rounds {
+            return Err("`--ops` must be at least `--rounds`, which must be at least 1".to_owned());
+        }
+        Ok(args)
+    }
+}
+
+fn number<T: std::str::FromStr>(s: &str, key: &str) -> Result<T, String> {
+    s.trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{key}` expects a number, not `{s}`"))
+}
+
+fn list<T: std::str::FromStr>(s: &str, key: &str) -> Result<Vec<T>, String> {
+    s.split(',').map(|part| number(part, key)).collect()
+}

@@ -1,0 +1,554 @@
+//! The operations, once per implementation. Each does the same work: the same statement shape,
+//! the tenant predicate written out (by hand or by this crate), the row decoded into a struct,
+//! and the result checked, so that an implementation that quietly reads nothing (an RLS binding
+//! gone wrong) fails the run instead of looking fast.
+
+use sea_orm::ActiveValue::{Set, Unchanged};
+use sea_orm::sqlx::{self, PgPool, Row as _, SqlitePool};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use tenant::{TenantDb, TenantId, TenantRepo};
+
+use crate::Result;
+use crate::data::{Key, Row};
+use crate::entity::{item, plain};
+
+/// Rows in a page.
+pub(crate) const PAGE: u64 = 50;
+
+/// An implementation under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Imp {
+    /// Raw sqlx, `WHERE tenant_id = $1` written by hand.
+    Sqlx,
+    /// Plain SeaORM with a hand-written `.filter(Column::TenantId.eq(..))`: the baseline.
+    SeaOrm,
+    /// `TenantRepo` on `TenantDb::new`: the app-level filter.
+    Repo,
+    /// `TenantRepo` on `TenantDb::with_rls`: PostgreSQL Row-Level Security plus the filter.
+    Rls,
+    /// Raw sqlx: `BEGIN`, `SELECT set_config('app.tenant_id', $1, true)`, the statement of
+    /// [`Imp::Sqlx`], `COMMIT`, each awaited.
+    SqlxTxn,
+}
+
+impl Imp {
+    pub(crate) const ALL: [Imp; 5] = [Imp::Sqlx, Imp::SeaOrm, Imp::Repo, Imp::Rls, Imp::SqlxTxn];
+
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "sqlx" => Imp::Sqlx,
+            "seaorm" | "sea-orm" => Imp::SeaOrm,
+            "repo" | "app" => Imp::Repo,
+            "rls" => Imp::Rls,
+            "sqlx-txn" => Imp::SqlxTxn,
+            other => {
+                return Err(format!(
+                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `rls`, `sqlx-txn`"
+                ));
+            }
+        })
+    }
+
+    /// The name in the tables.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Imp::Sqlx => "raw sqlx",
+            Imp::SeaOrm => "plain SeaORM",
+            Imp::Repo => "TenantRepo (app)",
+            Imp::Rls => "RLS mode",
+            Imp::SqlxTxn => "sqlx BEGIN+set_config",
+        }
+    }
+
+    /// Whether it needs PostgreSQL (Row-Level Security).
+    pub(crate) fn postgres_only(self) -> bool {
+        matches!(self, Imp::Rls | Imp::SqlxTxn)
+    }
+}
+
+/// Operations measured together: the reads one by one, the writes as insert, then update, then
+/// delete of the same rows, so that the data set is the same after every block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    Get,
+    Page,
+    Count,
+    Write,
+}
+
+impl Group {
+    pub(crate) const ALL: [Group; 4] = [Group::Get, Group::Page, Group::Count, Group::Write];
+
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "get" => Group::Get,
+            "page" => Group::Page,
+            "count" => Group::Count,
+            "write" | "writes" => Group::Write,
+            other => {
+                return Err(format!(
+                    "unknown operation group `{other}`; expected one of `get`, `page`, `count`, `write`"
+                ));
+            }
+        })
+    }
+
+    /// Its operations, in the order they run.
+    pub(crate) fn ops(self) -> &'static [Op] {
+        match self {
+            Group::Get => &[Op::Get],
+            Group::Page => &[Op::Page],
+            Group::Count => &[Op::Count],
+            Group::Write => &[Op::Insert, Op::Update, Op::Delete],
+        }
+    }
+
+    /// A number for seeding.
+    pub(crate) fn tag(self) -> u64 {
+        match self {
+            Group::Get => 1,
+            Group::Page => 2,
+            Group::Count => 3,
+            Group::Write => 4,
+        }
+    }
+}
+
+/// One operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Op {
+    Get,
+    Page,
+    Count,
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub(crate) const ALL: [Op; 6] = [
+        Op::Get,
+        Op::Page,
+        Op::Count,
+        Op::Insert,
+        Op::Update,
+        Op::Delete,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get by id",
+            Op::Page => "page of 50 newest",
+            Op::Count => "count",
+            Op::Insert => "insert",
+            Op::Update => "update by id",
+            Op::Delete => "delete by id",
+        }
+    }
+
+    pub(crate) fn is_read(self) -> bool {
+        matches!(self, Op::Get | Op::Page | Op::Count)
+    }
+}
+
+/// The raw pools of one data set at one concurrency.
+#[derive(Debug)]
+pub(crate) enum Raw {
+    Postgres {
+        /// A role with `BYPASSRLS`: what the non-RLS implementations connect as.
+        plain: PgPool,
+        /// `tenant_app`, subject to the policies: RLS mode and [`Imp::SqlxTxn`].
+        app: PgPool,
+    },
+    Sqlite(SqlitePool),
+}
+
+/// Everything the implementations run on, for one data set at one concurrency. The raw and the
+/// SeaORM implementations share one pool (SeaORM wraps it), so they use the same connections.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) raw: Raw,
+    /// Plain SeaORM over the non-RLS pool.
+    pub(crate) orm: DatabaseConnection,
+    /// `TenantDb::new` over the same pool.
+    pub(crate) repo: TenantDb,
+    /// `TenantDb::with_rls` over the app role's pool (PostgreSQL only).
+    pub(crate) rls: Option<TenantDb>,
+    /// Rows per tenant: what `count` must return.
+    pub(crate) rows: u64,
+}
+
+impl Target {
+    /// Rows a page must hold.
+    fn page_len(&self) -> usize {
+        usize::try_from(self.rows.min(PAGE)).expect("small")
+    }
+
+    /// Runs `op` on `key` through `imp` and checks the result.
+    pub(crate) async fn run(&self, imp: Imp, op: Op, key: &Key) -> Result<()> {
+        let outcome = match (imp, &self.raw) {
+            (Imp::Sqlx, Raw::Postgres { plain, .. }) => pg_statement(plain, op, key).await?,
+            (Imp::Sqlx, Raw::Sqlite(pool)) => sqlite_statement(pool, op, key).await?,
+            (Imp::SeaOrm, _) => orm(&self.orm, op, key).await?,
+            (Imp::Repo, _) => repo(&self.repo, op, key).await?,
+            (Imp::Rls, _) => {
+                let db = self.rls.as_ref().ok_or("RLS mode needs PostgreSQL")?;
+                repo(db, op, key).await?
+            }
+            (Imp::SqlxTxn, Raw::Postgres { app, .. }) => pg_set_config(app, op, key).await?,
+            (Imp::SqlxTxn, Raw::Sqlite(_)) => return Err("sqlx-txn needs PostgreSQL".into()),
+        };
+        self.check(imp, op, key, &outcome)
+    }
+
+    fn check(&self, imp: Imp, op: Op, key: &Key, outcome: &Outcome) -> Result<()> {
+        let ok = match (op, outcome) {
+            (Op::Get, Outcome::Row(Some(row))) => row.id == key.id && row.tenant_id == key.tenant,
+            (Op::Page, Outcome::Rows(n)) => *n == self.page_len(),
+            (Op::Count, Outcome::Count(n)) => *n == self.rows,
+            (Op::Insert, Outcome::Row(Some(row))) => row.id == key.id && row.label == key.label,
+            (Op::Update, Outcome::Row(Some(row))) => row.id == key.id && row.label == key.updated,
+            (Op::Delete, Outcome::Count(n)) => *n == 1,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} {}: unexpected result {outcome:?} for tenant {} row {}",
+                imp.name(),
+                op.name(),
+                key.tenant,
+                key.id
+            )
+            .into())
+        }
+    }
+}
+
+/// What an operation returned, reduced to what the check needs.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Row(Option<Row>),
+    Rows(usize),
+    Count(u64),
+}
+
+impl From<item::Model> for Row {
+    fn from(m: item::Model) -> Self {
+        Row {
+            id: m.id,
+            tenant_id: m.tenant_id,
+            label: m.label,
+            qty: m.qty,
+            created_at: m.created_at,
+        }
+    }
+}
+
+impl From<plain::Model> for Row {
+    fn from(m: plain::Model) -> Self {
+        Row {
+            id: m.id,
+            tenant_id: m.tenant_id,
+            label: m.label,
+            qty: m.qty,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// A row decoded by hand, as a raw sqlx application does.
+macro_rules! decode {
+    ($row:expr) => {{
+        let row = $row;
+        Row {
+            id: row.try_get(0)?,
+            tenant_id: row.try_get(1)?,
+            label: row.try_get(2)?,
+            qty: row.try_get(3)?,
+            created_at: row.try_get(4)?,
+        }
+    }};
+}
+
+const PG_GET: &str =
+    "SELECT id, tenant_id, label, qty, created_at FROM item WHERE id = $1 AND tenant_id = $2";
+const PG_PAGE: &str = "SELECT id, tenant_id, label, qty, created_at FROM item \
+                       WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 50";
+const PG_COUNT: &str = "SELECT COUNT(*) FROM item WHERE tenant_id = $1";
+const PG_INSERT: &str = "INSERT INTO item (id, tenant_id, label, qty, created_at) \
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id, tenant_id, label, qty, created_at";
+const PG_UPDATE: &str = "UPDATE item SET label = $1, qty = $2 WHERE id = $3 AND tenant_id = $4 \
+                         RETURNING id, tenant_id, label, qty, created_at";
+const PG_DELETE: &str = "DELETE FROM item WHERE id = $1 AND tenant_id = $2";
+
+/// The hand-written statement of `op` on a PostgreSQL pool or transaction.
+async fn pg_statement<'c, E>(exec: E, op: Op, key: &Key) -> Result<Outcome>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    Ok(match op {
+        Op::Get => {
+            let row = sqlx::query(PG_GET)
+                .bind(key.id)
+                .bind(key.tenant)
+                .fetch_optional(exec)
+                .await?;
+            Outcome::Row(match row {
+                Some(row) => Some(decode!(row)),
+                None => None,
+            })
+        }
+        Op::Page => {
+            let rows = sqlx::query(PG_PAGE)
+                .bind(key.tenant)
+                .fetch_all(exec)
+                .await?;
+            let rows = rows
+                .into_iter()
+                .map(|row| Ok(decode!(row)))
+                .collect::<Result<Vec<Row>>>()?;
+            Outcome::Rows(rows.len())
+        }
+        Op::Count => {
+            let (n,): (i64,) = sqlx::query_as(PG_COUNT)
+                .bind(key.tenant)
+                .fetch_one(exec)
+                .await?;
+            Outcome::Count(u64::try_from(n)?)
+        }
+        Op::Insert => {
+            let row = sqlx::query(PG_INSERT)
+                .bind(key.id)
+                .bind(key.tenant)
+                .bind(key.label.clone())
+                .bind(key.qty)
+                .bind(key.created_at)
+                .fetch_one(exec)
+                .await?;
+            Outcome::Row(Some(decode!(row)))
+        }
+        Op::Update => {
+            let row = sqlx::query(PG_UPDATE)
+                .bind(key.updated.clone())
+                .bind(key.qty + 1)
+                .bind(key.id)
+                .bind(key.tenant)
+                .fetch_optional(exec)
+                .await?;
+            Outcome::Row(match row {
+                Some(row) => Some(decode!(row)),
+                None => None,
+            })
+        }
+        Op::Delete => {
+            let done = sqlx::query(PG_DELETE)
+                .bind(key.id)
+                .bind(key.tenant)
+                .execute(exec)
+                .await?;
+            Outcome::Count(done.rows_affected())
+        }
+    })
+}
+
+/// [`pg_statement`] in a transaction that binds the tenant with `set_config` first: what an
+/// application does by hand to use RLS with sqlx.
+async fn pg_set_config(pool: &PgPool, op: Op, key: &Key) -> Result<Outcome> {
+    let mut txn = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(key.tenant.to_string())
+        .execute(&mut *txn)
+        .await?;
+    let outcome = pg_statement(&mut *txn, op, key).await?;
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+const LITE_GET: &str =
+    "SELECT id, tenant_id, label, qty, created_at FROM item WHERE id = ? AND tenant_id = ?";
+const LITE_PAGE: &str = "SELECT id, tenant_id, label, qty, created_at FROM item \
+                         WHERE tenant_id = ? ORDER BY created_at DESC LIMIT 50";
+const LITE_COUNT: &str = "SELECT COUNT(*) FROM item WHERE tenant_id = ?";
+const LITE_INSERT: &str = "INSERT INTO item (id, tenant_id, label, qty, created_at) \
+                           VALUES (?, ?, ?, ?, ?) RETURNING id, tenant_id, label, qty, created_at";
+const LITE_UPDATE: &str = "UPDATE item SET label = ?, qty = ? WHERE id = ? AND tenant_id = ? \
+                           RETURNING id, tenant_id, label, qty, created_at";
+const LITE_DELETE: &str = "DELETE FROM item WHERE id = ? AND tenant_id = ?";
+
+/// The hand-written statement of `op` on SQLite.
+async fn sqlite_statement(pool: &SqlitePool, op: Op, key: &Key) -> Result<Outcome> {
+    Ok(match op {
+        Op::Get => {
+            let row = sqlx::query(LITE_GET)
+                .bind(key.id)
+                .bind(key.tenant)
+                .fetch_optional(pool)
+                .await?;
+            Outcome::Row(match row {
+                Some(row) => Some(decode!(row)),
+                None => None,
+            })
+        }
+        Op::Page => {
+            let rows = sqlx::query(LITE_PAGE)
+                .bind(key.tenant)
+                .fetch_all(pool)
+                .await?;
+            let rows = rows
+                .into_iter()
+                .map(|row| Ok(decode!(row)))
+                .collect::<Result<Vec<Row>>>()?;
+            Outcome::Rows(rows.len())
+        }
+        Op::Count => {
+            let (n,): (i64,) = sqlx::query_as(LITE_COUNT)
+                .bind(key.tenant)
+                .fetch_one(pool)
+                .await?;
+            Outcome::Count(u64::try_from(n)?)
+        }
+        Op::Insert => {
+            let row = sqlx::query(LITE_INSERT)
+                .bind(key.id)
+                .bind(key.tenant)
+                .bind(key.label.clone())
+                .bind(key.qty)
+                .bind(key.created_at)
+                .fetch_one(pool)
+                .await?;
+            Outcome::Row(Some(decode!(row)))
+        }
+        Op::Update => {
+            let row = sqlx::query(LITE_UPDATE)
+                .bind(key.updated.clone())
+                .bind(key.qty + 1)
+                .bind(key.id)
+                .bind(key.tenant)
+                .fetch_optional(pool)
+                .await?;
+            Outcome::Row(match row {
+                Some(row) => Some(decode!(row)),
+                None => None,
+            })
+        }
+        Op::Delete => {
+            let done = sqlx::query(LITE_DELETE)
+                .bind(key.id)
+                .bind(key.tenant)
+                .execute(pool)
+                .await?;
+            Outcome::Count(done.rows_affected())
+        }
+    })
+}
+
+/// Plain SeaORM with the tenant filter written by hand: the baseline of every ratio.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the baseline is plain, unscoped SeaORM with a hand-written filter"
+)]
+async fn orm(conn: &DatabaseConnection, op: Op, key: &Key) -> Result<Outcome> {
+    use plain::{ActiveModel, Column, Entity};
+    let mine = Column::TenantId.eq(key.tenant);
+    Ok(match op {
+        Op::Get => Outcome::Row(
+            Entity::find_by_id(key.id)
+                .filter(mine)
+                .one(conn)
+                .await?
+                .map(Row::from),
+        ),
+        Op::Page => Outcome::Rows(
+            Entity::find()
+                .filter(mine)
+                .order_by_desc(Column::CreatedAt)
+                .limit(PAGE)
+                .all(conn)
+                .await?
+                .len(),
+        ),
+        Op::Count => Outcome::Count(Entity::find().filter(mine).count(conn).await?),
+        Op::Insert => {
+            let am = ActiveModel {
+                id: Set(key.id),
+                tenant_id: Set(key.tenant),
+                label: Set(key.label.clone()),
+                qty: Set(key.qty),
+                created_at: Set(key.created_at),
+            };
+            Outcome::Row(Some(am.insert(conn).await?.into()))
+        }
+        Op::Update => {
+            let am = ActiveModel {
+                id: Unchanged(key.id),
+                label: Set(key.updated.clone()),
+                qty: Set(key.qty + 1),
+                ..Default::default()
+            };
+            Outcome::Row(Some(
+                Entity::update(am)
+                    .validate()?
+                    .filter(mine)
+                    .exec(conn)
+                    .await?
+                    .into(),
+            ))
+        }
+        Op::Delete => Outcome::Count(
+            Entity::delete_by_id(key.id)
+                .filter(mine)
+                .exec(conn)
+                .await?
+                .rows_affected,
+        ),
+    })
+}
+
+/// `TenantRepo` inside `tenant::scope`, as a request handler would run it: the repository is
+/// made and the scope entered per operation, so their cost is measured too.
+async fn repo(db: &TenantDb, op: Op, key: &Key) -> Result<Outcome> {
+    let repo = TenantRepo::<item::Entity>::new(db);
+    let work = async {
+        Ok::<_, tenant::Error>(match op {
+            Op::Get => Outcome::Row(repo.find_by_id(key.id).await?.map(Row::from)),
+            Op::Page => Outcome::Rows(
+                repo.find()
+                    .order_by_desc(item::Column::CreatedAt)
+                    .limit(PAGE)
+                    .all(repo.connection())
+                    .await?
+                    .len(),
+            ),
+            Op::Count => Outcome::Count(repo.count().await?),
+            Op::Insert => {
+                let am = item::ActiveModel {
+                    id: Set(key.id),
+                    label: Set(key.label.clone()),
+                    qty: Set(key.qty),
+                    created_at: Set(key.created_at),
+                    ..Default::default()
+                };
+                Outcome::Row(Some(repo.insert(am).await?.into()))
+            }
+            Op::Update => {
+                let am = item::ActiveModel {
+                    id: Unchanged(key.id),
+                    label: Set(key.updated.clone()),
+                    qty: Set(key.qty + 1),
+                    ..Default::default()
+                };
+                Outcome::Row(Some(repo.update(am).await?.into()))
+            }
+            Op::Delete => {
+                repo.delete_by_id(key.id).await?;
+                Outcome::Count(1)
+            }
+        })
+    };
+    Ok(tenant::scope(TenantId::from(key.tenant), work).await?)
+}

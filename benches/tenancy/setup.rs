@@ -1,0 +1,358 @@
+//! Databases, schema, roles, seed data and pools.
+//!
+//! PostgreSQL: ONE table, created by `TenantSchema` with RLS (`ENABLE` + `FORCE` and the
+//! `tenant_isolation` policy). RLS mode and the hand-written `set_config` transaction connect as
+//! `tenant_app`, which the policy applies to. The other implementations connect as
+//! `tenant_bench_plain`, a role like `tenant_app` but with `BYPASSRLS`, so PostgreSQL plans their
+//! statements without the policy, as on a table without RLS. Every implementation reads the same
+//! pages of the same table, so none is favoured by what happens to be cached.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::sqlx::{self, ConnectOptions as _, PgPool, QueryBuilder};
+use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
+use tenant::{Rls, TenantDb, TenantSchema};
+
+use crate::Result;
+use crate::data::{DataSet, Row};
+use crate::entity::item;
+use crate::ops::{Raw, Target};
+use crate::pg;
+
+/// The role the non-RLS implementations connect as (see the module docs).
+pub(crate) const PLAIN_ROLE: &str = "tenant_bench_plain";
+
+/// Rows per `INSERT` while seeding.
+const PG_BATCH: usize = 10_000;
+const SQLITE_BATCH: usize = 500;
+
+/// One seeded PostgreSQL database.
+#[derive(Debug)]
+pub(crate) struct PgData {
+    /// Dropped (with the database) when this is dropped.
+    pub(crate) db: pg::TestDb,
+    pub(crate) admin: PgPool,
+    pub(crate) plain_url: String,
+}
+
+/// Connect options with sqlx's statement logging off: nothing is logged while measuring.
+fn pg_options(url: &str) -> Result<PgConnectOptions> {
+    Ok(PgConnectOptions::from_str(url)?.disable_statement_logging())
+}
+
+/// `url` with other credentials.
+fn with_user(url: &str, user: &str, password: &str) -> Result<String> {
+    let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
+    let host = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
+    Ok(format!("{scheme}://{user}:{password}@{host}"))
+}
+
+/// The server's version string.
+pub(crate) async fn pg_version(admin: &PgPool) -> Result<String> {
+    let (v,): (String,) = sqlx::query_as("SELECT version()").fetch_one(admin).await?;
+    Ok(v)
+}
+
+/// A fresh database with the table, the policy, the roles' grants and the data set.
+pub(crate) async fn pg_seed(data: &DataSet) -> Result<PgData> {
+    let db = pg::fresh_database().await;
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pg_options(&db.admin_url)?)
+        .await?;
+    let owner = SqlxPostgresConnector::from_sqlx_postgres_pool(admin.clone());
+    TenantSchema::new()
+        .table::<item::Entity>()
+        .rls(Rls::default())
+        .create(&owner)
+        .await?;
+    // Like `tenant_app` (tests/support/postgres.rs), plus BYPASSRLS. Re-asserted every time so
+    // a pre-existing role cannot be different.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DO $$ BEGIN \
+             CREATE ROLE {PLAIN_ROLE} LOGIN PASSWORD '{PLAIN_ROLE}'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+         END $$; \
+         ALTER ROLE {PLAIN_ROLE} LOGIN PASSWORD '{PLAIN_ROLE}' \
+             NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE; \
+         GRANT USAGE ON SCHEMA public TO {PLAIN_ROLE}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON item TO {PLAIN_ROLE};"
+    )))
+    .execute(&admin)
+    .await?;
+
+    let mut batch = Columns::with_capacity(PG_BATCH);
+    for row in data.rows_in_order() {
+        batch.push(row);
+        if batch.len() == PG_BATCH {
+            batch.insert_pg(&admin).await?;
+        }
+    }
+    if batch.len() > 0 {
+        batch.insert_pg(&admin).await?;
+    }
+    // Statistics for the planner and a visibility map for index-only counts, as autovacuum
+    // would have made them on a table that has been in use.
+    sqlx::raw_sql("VACUUM (ANALYZE) item")
+        .execute(&admin)
+        .await?;
+
+    let plain_url = with_user(&db.app_url, PLAIN_ROLE, PLAIN_ROLE)?;
+    let seeded = PgData {
+        db,
+        admin,
+        plain_url,
+    };
+    seeded.check_roles(data).await?;
+    Ok(seeded)
+}
+
+impl PgData {
+    /// Proves the setup: the app role sees nothing without a bound tenant, the plain role sees
+    /// everything.
+    async fn check_roles(&self, data: &DataSet) -> Result<()> {
+        let count = |url: String| async move {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(pg_options(&url)?)
+                .await?;
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM item")
+                .fetch_one(&pool)
+                .await?;
+            pool.close().await;
+            Ok::<_, crate::BoxError>(u64::try_from(n)?)
+        };
+        let app = count(self.db.app_url.clone()).await?;
+        let plain = count(self.plain_url.clone()).await?;
+        if app != 0 || plain != data.tenants * data.rows {
+            return Err(format!(
+                "setup is wrong: `tenant_app` sees {app} rows without a tenant (want 0), \
+                 `{PLAIN_ROLE}` sees {plain} (want {})",
+                data.tenants * data.rows
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Pools of `workers` connections and the implementations' handles over them.
+    pub(crate) async fn target(
+        &self,
+        data: &DataSet,
+        workers: usize,
+        ping: bool,
+    ) -> Result<Target> {
+        let pool = |url: String| async move {
+            let workers = u32::try_from(workers)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(workers)
+                .min_connections(workers)
+                .test_before_acquire(ping)
+                .acquire_timeout(Duration::from_mins(1))
+                .connect_with(pg_options(&url)?)
+                .await?;
+            Ok::<_, crate::BoxError>(pool)
+        };
+        let plain = pool(self.plain_url.clone()).await?;
+        let app = pool(self.db.app_url.clone()).await?;
+        let orm = SqlxPostgresConnector::from_sqlx_postgres_pool(plain.clone());
+        let rls = TenantDb::with_rls(
+            SqlxPostgresConnector::from_sqlx_postgres_pool(app.clone()),
+            Rls::default(),
+        )?;
+        Ok(Target {
+            raw: Raw::Postgres { plain, app },
+            repo: TenantDb::new(orm.clone()),
+            orm,
+            rls: Some(rls),
+            rows: data.rows,
+        })
+    }
+}
+
+/// Seed rows as columns, for `UNNEST`.
+struct Columns {
+    id: Vec<sea_orm::prelude::Uuid>,
+    tenant_id: Vec<sea_orm::prelude::Uuid>,
+    label: Vec<String>,
+    qty: Vec<i32>,
+    created_at: Vec<sea_orm::prelude::DateTimeUtc>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            id: Vec::with_capacity(n),
+            tenant_id: Vec::with_capacity(n),
+            label: Vec::with_capacity(n),
+            qty: Vec::with_capacity(n),
+            created_at: Vec::with_capacity(n),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.id.len()
+    }
+
+    fn push(&mut self, row: Row) {
+        self.id.push(row.id);
+        self.tenant_id.push(row.tenant_id);
+        self.label.push(row.label);
+        self.qty.push(row.qty);
+        self.created_at.push(row.created_at);
+    }
+
+    /// One `INSERT .. SELECT FROM UNNEST(..)` of the batch; empties it.
+    async fn insert_pg(&mut self, admin: &PgPool) -> Result<()> {
+        let n = self.len();
+        let batch = std::mem::replace(self, Self::with_capacity(n));
+        sqlx::query(
+            "INSERT INTO item (id, tenant_id, label, qty, created_at) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::timestamptz[])",
+        )
+        .bind(batch.id)
+        .bind(batch.tenant_id)
+        .bind(batch.label)
+        .bind(batch.qty)
+        .bind(batch.created_at)
+        .execute(admin)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The SQLite library's version.
+pub(crate) async fn sqlite_version(target: &Target) -> Result<String> {
+    let Raw::Sqlite(pool) = &target.raw else {
+        return Err("not a SQLite target".into());
+    };
+    let (v,): (String,) = sqlx::query_as("SELECT sqlite_version()")
+        .fetch_one(pool)
+        .await?;
+    Ok(v)
+}
+
+/// One seeded SQLite database file.
+#[derive(Debug)]
+pub(crate) struct SqliteData {
+    path: PathBuf,
+}
+
+fn sqlite_options(path: &PathBuf) -> SqliteConnectOptions {
+    // WAL with `synchronous = NORMAL`: the usual setting for an application database.
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .disable_statement_logging()
+}
+
+/// A fresh database file in the temp dir with the table and the data set.
+pub(crate) async fn sqlite_seed(data: &DataSet) -> Result<SqliteData> {
+    let path = std::env::temp_dir().join(format!(
+        "tenant-bench-{}-{}x{}.sqlite",
+        std::process::id(),
+        data.tenants,
+        data.rows
+    ));
+    let seeded = SqliteData { path };
+    seeded.remove_files();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(sqlite_options(&seeded.path))
+        .await?;
+    let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
+    TenantSchema::new()
+        .table::<item::Entity>()
+        .create(&conn)
+        .await?;
+    let mut txn = pool.begin().await?;
+    let rows: Vec<Row> = data.rows_in_order().collect();
+    for chunk in rows.chunks(SQLITE_BATCH) {
+        let mut insert = QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO item (id, tenant_id, label, qty, created_at) ",
+        );
+        insert.push_values(chunk, |mut b, row| {
+            b.push_bind(row.id)
+                .push_bind(row.tenant_id)
+                .push_bind(row.label.clone())
+                .push_bind(row.qty)
+                .push_bind(row.created_at);
+        });
+        insert.build().execute(&mut *txn).await?;
+    }
+    txn.commit().await?;
+    sqlx::raw_sql("ANALYZE").execute(&pool).await?;
+    pool.close().await;
+    Ok(seeded)
+}
+
+impl SqliteData {
+    fn remove_files(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// A pool of `workers` connections and the implementations' handles over it.
+    pub(crate) async fn target(
+        &self,
+        data: &DataSet,
+        workers: usize,
+        ping: bool,
+    ) -> Result<Target> {
+        let workers = u32::try_from(workers)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(workers)
+            .min_connections(workers)
+            .test_before_acquire(ping)
+            .acquire_timeout(Duration::from_mins(1))
+            .connect_with(sqlite_options(&self.path))
+            .await?;
+        let orm = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
+        Ok(Target {
+            raw: Raw::Sqlite(pool),
+            repo: TenantDb::new(orm.clone()),
+            orm,
+            rls: None,
+            rows: data.rows,
+        })
+    }
+}
+
+impl Drop for SqliteData {
+    fn drop(&mut self) {
+        self.remove_files();
+    }
+}
+
+impl Target {
+    /// Closes the pools.
+    pub(crate) async fn close(&self) {
+        match &self.raw {
+            Raw::Postgres { plain, app } => {
+                plain.close().await;
+                app.close().await;
+            }
+            Raw::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// How long `f` took, reported on stderr.
+pub(crate) async fn timed<T>(what: &str, f: impl Future<Output = Result<T>>) -> Result<T> {
+    let start = Instant::now();
+    let out = f.await?;
+    eprintln!("  {what}: {:.1} s", start.elapsed().as_secs_f64());
+    Ok(out)
+}
