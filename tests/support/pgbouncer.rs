@@ -25,6 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
+// The process helpers the cluster harness already has; this module sits beside it in the same binary.
+use crate::pg::{describe, free_port, is_root, log_tail, sh_quote, user_exists};
+
 /// How to make the `PgBouncer` tests runnable; repeated in every failure message.
 const FIX: &str = "apt-get install -y pgbouncer";
 /// OS user to run `pgbouncer` as when we are root (it refuses to run as root).
@@ -529,59 +532,6 @@ fn make_tmp_dir() -> Result<PathBuf, String> {
     ))
 }
 
-/// Whether we run with effective uid 0 (std only: no libc for `geteuid`).
-fn is_root() -> bool {
-    if let Ok(status) = fs::read_to_string("/proc/self/status")
-        && let Some(line) = status.lines().find(|l| l.starts_with("Uid:"))
-        && let Some(euid) = line.split_whitespace().nth(2)
-    {
-        return euid == "0";
-    }
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// Whether OS user `name` exists.
-fn user_exists(name: &str) -> bool {
-    Command::new("id")
-        .arg("-u")
-        .arg(name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// An unused TCP port on 127.0.0.1 (free when we looked).
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("cannot bind 127.0.0.1:0 to pick a port: {e}"))
-}
-
-/// `program arg...` of `cmd`, for messages.
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(std::ffi::OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Last 40 lines of the log (or a note that there is none).
-fn log_tail(log: &Path) -> String {
-    match fs::read_to_string(log) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        }
-        Err(e) => format!("(no log: {e})"),
-    }
-}
-
 /// Starts a detached `sh` that stops `pgbouncer` and deletes `dir` once we are gone.
 ///
 /// Nothing in a test process runs reliably at exit (statics are never dropped, tests may
@@ -622,9 +572,4 @@ fn spawn_watchdog(pidfile: &Path, dir: &Path) -> Result<(), String> {
     cmd.spawn()
         .map(drop)
         .map_err(|e| format!("cannot spawn the pgbouncer watchdog `sh -c {script}`: {e}"))
-}
-
-/// Single-quotes `path` for `sh`.
-fn sh_quote(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }

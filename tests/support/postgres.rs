@@ -444,7 +444,7 @@ fn make_tmp_dir() -> Result<PathBuf, String> {
 }
 
 /// Whether we run with effective uid 0 (std only: no libc for `geteuid`).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // Uid:\t<real>\t<effective>\t<saved>\t<fs>; initdb checks the effective one.
     if let Ok(status) = fs::read_to_string("/proc/self/status")
         && let Some(line) = status.lines().find(|l| l.starts_with("Uid:"))
@@ -459,7 +459,7 @@ fn is_root() -> bool {
 }
 
 /// Whether OS user `name` exists.
-fn user_exists(name: &str) -> bool {
+pub(crate) fn user_exists(name: &str) -> bool {
     Command::new("id")
         .arg("-u")
         .arg(name)
@@ -509,7 +509,7 @@ fn run(cmd: &mut Command, log: &Path) -> Result<(), String> {
 }
 
 /// `program arg...` of `cmd`, for messages.
-fn describe(cmd: &Command) -> String {
+pub(crate) fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(OsStr::to_string_lossy)
@@ -518,7 +518,7 @@ fn describe(cmd: &Command) -> String {
 }
 
 /// Last 40 lines of the server log (or a note that there is none).
-fn log_tail(log: &Path) -> String {
+pub(crate) fn log_tail(log: &Path) -> String {
     match fs::read_to_string(log) {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
@@ -529,7 +529,7 @@ fn log_tail(log: &Path) -> String {
 }
 
 /// An unused TCP port on 127.0.0.1 (free when we looked).
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -581,6 +581,6 @@ fn spawn_watchdog(
 }
 
 /// Single-quotes `path` for `sh`.
-fn sh_quote(path: &Path) -> String {
+pub(crate) fn sh_quote(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }
