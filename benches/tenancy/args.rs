@@ -13,7 +13,8 @@ usage: cargo bench --bench tenancy -- [options]
                      (implementation, operation, T, C)         [20000]
   --rounds N         interleaved blocks each cell is split in  [20]
   --backend LIST     postgres, sqlite                          [postgres,sqlite]
-  --impls LIST       sqlx, seaorm, repo, rls, sqlx-txn         [all]
+  --impls LIST       sqlx, seaorm, repo, repo-pipe, rls,
+                     rls-pipe, sqlx-txn                        [all]
   --only LIST        get, page, count, write (= insert, update
                      and delete)                               [all]
   --threads N        tokio worker threads of the client; 0: one thread

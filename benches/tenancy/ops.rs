@@ -32,10 +32,22 @@ pub(crate) enum Imp {
     /// Raw sqlx: `BEGIN`, `SELECT set_config('app.tenant_id', $1, true)`, the statement of
     /// [`Imp::Sqlx`], `COMMIT`, each awaited.
     SqlxTxn,
+    /// [`Imp::Repo`] with its reads on the pipelined executor (`TenantDb::with_pipeline`).
+    RepoPipe,
+    /// [`Imp::Rls`] with its reads on the pipelined executor.
+    RlsPipe,
 }
 
 impl Imp {
-    pub(crate) const ALL: [Imp; 5] = [Imp::Sqlx, Imp::SeaOrm, Imp::Repo, Imp::Rls, Imp::SqlxTxn];
+    pub(crate) const ALL: [Imp; 7] = [
+        Imp::Sqlx,
+        Imp::SeaOrm,
+        Imp::Repo,
+        Imp::RepoPipe,
+        Imp::Rls,
+        Imp::RlsPipe,
+        Imp::SqlxTxn,
+    ];
 
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
         Ok(match s {
@@ -44,9 +56,11 @@ impl Imp {
             "repo" | "app" => Imp::Repo,
             "rls" => Imp::Rls,
             "sqlx-txn" => Imp::SqlxTxn,
+            "repo-pipe" | "app-pipe" => Imp::RepoPipe,
+            "rls-pipe" => Imp::RlsPipe,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `rls`, `sqlx-txn`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`"
                 ));
             }
         })
@@ -60,12 +74,14 @@ impl Imp {
             Imp::Repo => "TenantRepo (app)",
             Imp::Rls => "RLS mode",
             Imp::SqlxTxn => "sqlx BEGIN+set_config",
+            Imp::RepoPipe => "TenantRepo (app), pipeline",
+            Imp::RlsPipe => "RLS mode, pipeline",
         }
     }
 
     /// Whether it needs PostgreSQL (Row-Level Security).
     pub(crate) fn postgres_only(self) -> bool {
-        matches!(self, Imp::Rls | Imp::SqlxTxn)
+        matches!(self, Imp::Rls | Imp::SqlxTxn | Imp::RepoPipe | Imp::RlsPipe)
     }
 }
 
@@ -177,6 +193,10 @@ pub(crate) struct Target {
     pub(crate) repo: TenantDb,
     /// `TenantDb::with_rls` over the app role's pool (PostgreSQL only).
     pub(crate) rls: Option<TenantDb>,
+    /// `repo` with a pipeline of its own connections as the same role (PostgreSQL only).
+    pub(crate) repo_pipe: Option<TenantDb>,
+    /// `rls` with a pipeline of its own connections as the app role (PostgreSQL only).
+    pub(crate) rls_pipe: Option<TenantDb>,
     /// Rows per tenant: what `count` must return.
     pub(crate) rows: u64,
 }
@@ -196,6 +216,20 @@ impl Target {
             (Imp::Repo, _) => repo(&self.repo, op, key).await?,
             (Imp::Rls, _) => {
                 let db = self.rls.as_ref().ok_or("RLS mode needs PostgreSQL")?;
+                repo(db, op, key).await?
+            }
+            (Imp::RepoPipe, _) => {
+                let db = self
+                    .repo_pipe
+                    .as_ref()
+                    .ok_or("the pipeline needs PostgreSQL")?;
+                repo(db, op, key).await?
+            }
+            (Imp::RlsPipe, _) => {
+                let db = self
+                    .rls_pipe
+                    .as_ref()
+                    .ok_or("the pipeline needs PostgreSQL")?;
                 repo(db, op, key).await?
             }
             (Imp::SqlxTxn, Raw::Postgres { app, .. }) => pg_set_config(app, op, key).await?,

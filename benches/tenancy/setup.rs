@@ -17,7 +17,7 @@ use sea_orm::sqlx::sqlite::{
 };
 use sea_orm::sqlx::{self, ConnectOptions as _, PgPool, QueryBuilder};
 use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
-use tenant::{Rls, TenantDb, TenantSchema};
+use tenant::{Pipeline, Rls, TenantDb, TenantSchema};
 
 use crate::Result;
 use crate::data::{DataSet, Row};
@@ -166,11 +166,26 @@ impl PgData {
             SqlxPostgresConnector::from_sqlx_postgres_pool(app.clone()),
             Rls::default(),
         )?;
+        // The pipelines' connections are made up front, like the sqlx pools' `min_connections`.
+        let pipeline = |url: String| async move {
+            let pipeline = Pipeline::connect(&url, workers)?;
+            let clients =
+                futures::future::try_join_all((0..workers).map(|_| pipeline.pool().get())).await?;
+            drop(clients);
+            Ok::<_, crate::BoxError>(pipeline)
+        };
+        let repo_pipe =
+            TenantDb::new(orm.clone()).with_pipeline(pipeline(self.plain_url.clone()).await?)?;
+        let rls_pipe = rls
+            .clone()
+            .with_pipeline(pipeline(self.db.app_url.clone()).await?)?;
         Ok(Target {
             raw: Raw::Postgres { plain, app },
             repo: TenantDb::new(orm.clone()),
             orm,
             rls: Some(rls),
+            repo_pipe: Some(repo_pipe),
+            rls_pipe: Some(rls_pipe),
             rows: data.rows,
         })
     }
@@ -325,6 +340,8 @@ impl SqliteData {
             repo: TenantDb::new(orm.clone()),
             orm,
             rls: None,
+            repo_pipe: None,
+            rls_pipe: None,
             rows: data.rows,
         })
     }

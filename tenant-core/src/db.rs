@@ -35,6 +35,9 @@ pub struct TenantDb {
     rls: Option<Arc<Rls>>,
     /// A connection whose role bypasses RLS, for system scopes in RLS mode.
     system: Option<DatabaseConnection>,
+    /// The pipelined executor for the reads it can take.
+    #[cfg(feature = "pipeline")]
+    pipeline: Option<crate::Pipeline>,
 }
 
 impl TenantDb {
@@ -45,6 +48,8 @@ impl TenantDb {
             conn,
             rls: None,
             system: None,
+            #[cfg(feature = "pipeline")]
+            pipeline: None,
         }
     }
 
@@ -65,6 +70,8 @@ impl TenantDb {
             conn,
             rls: Some(Arc::new(rls)),
             system: None,
+            #[cfg(feature = "pipeline")]
+            pipeline: None,
         })
     }
 
@@ -112,6 +119,49 @@ impl TenantDb {
     pub fn with_system_connection(mut self, conn: DatabaseConnection) -> Self {
         self.system = Some(conn);
         self
+    }
+
+    /// Runs the reads that return whole models or a count (`all`, `one`, `exists`,
+    /// `find_by_id`, `count`, paginator pages) on `pipeline`, which sends the tenant binding, the
+    /// statement and the `COMMIT` of an RLS-mode read together: one round trip instead of three.
+    ///
+    /// The same tenant predicate and, in RLS mode, the same `BEGIN; SET LOCAL ..` are sent; only
+    /// the driver differs. Writes, transactions, system scopes and reads whose model has a field
+    /// type tokio-postgres cannot decode stay on the SeaORM connection. See
+    /// [`pipeline`](crate::pipeline).
+    ///
+    /// Connect the pipeline as the same role as this handle's connection. In RLS mode its reads
+    /// fail with [`Error::Config`] when that role is a superuser or has `BYPASSRLS` (checked once,
+    /// on the first read).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when this handle is not on PostgreSQL.
+    #[cfg(feature = "pipeline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+    pub fn with_pipeline(mut self, pipeline: crate::Pipeline) -> Result<Self> {
+        if self.backend() != DbBackend::Postgres {
+            return Err(Error::Config(
+                "the pipelined executor is for PostgreSQL; this handle is on another database"
+                    .to_owned(),
+            ));
+        }
+        self.pipeline = Some(pipeline);
+        Ok(self)
+    }
+
+    /// Where a read acting for `access` goes on the pipeline, if this handle has one.
+    #[cfg(feature = "pipeline")]
+    fn route(&self, access: Option<&Access>) -> Option<crate::pipeline::Route<'_>> {
+        let pipeline = self.pipeline.as_ref()?;
+        let begin = match (&self.rls, access) {
+            (None, _) => None,
+            // A system scope in RLS mode runs on the bypass connection, which is sqlx's.
+            (Some(_), Some(Access::System(_))) => return None,
+            (Some(rls), Some(Access::Tenant(id))) => Some(rls.begin_sql(*id)),
+            (Some(_), None) => Some("BEGIN".to_owned()),
+        };
+        Some(crate::pipeline::Route { pipeline, begin })
     }
 
     /// The RLS settings, when in RLS mode.
@@ -309,6 +359,13 @@ pub trait TenantConnection: private::Sealed + Sync {
     /// Who the next operation acts for: the scope's tenant, checked against the transaction's.
     #[doc(hidden)]
     fn __access(&self, token: private::Token) -> Result<Access>;
+
+    /// Where a read acting for `access` goes on the pipelined executor, if anywhere.
+    #[cfg(feature = "pipeline")]
+    #[doc(hidden)]
+    fn __route(&self, _: private::Token, _: Option<&Access>) -> Option<crate::pipeline::Route<'_>> {
+        None
+    }
 }
 
 impl TenantConnection for TenantDb {
@@ -322,6 +379,15 @@ impl TenantConnection for TenantDb {
 
     fn __access(&self, _: private::Token) -> Result<Access> {
         context::access()
+    }
+
+    #[cfg(feature = "pipeline")]
+    fn __route(
+        &self,
+        _: private::Token,
+        access: Option<&Access>,
+    ) -> Option<crate::pipeline::Route<'_>> {
+        self.route(access)
     }
 }
 
@@ -372,6 +438,15 @@ impl<T: TenantConnection> TenantConnection for &T {
 
     fn __access(&self, _: private::Token) -> Result<Access> {
         (**self).__access(private::Token(()))
+    }
+
+    #[cfg(feature = "pipeline")]
+    fn __route(
+        &self,
+        _: private::Token,
+        access: Option<&Access>,
+    ) -> Option<crate::pipeline::Route<'_>> {
+        (**self).__route(private::Token(()), access)
     }
 }
 
@@ -603,4 +678,13 @@ fn sqlx_err(err: sea_orm::sqlx::Error) -> Error {
 /// Who an operation on `conn` acts for right now.
 pub(crate) fn access<C: TenantConnection + ?Sized>(conn: &C) -> Result<Access> {
     conn.__access(private::Token(()))
+}
+
+/// Where a read on `conn` acting for `access` goes on the pipelined executor, if anywhere.
+#[cfg(feature = "pipeline")]
+pub(crate) fn route<'c, C: TenantConnection + ?Sized>(
+    conn: &'c C,
+    access: Option<&Access>,
+) -> Option<crate::pipeline::Route<'c>> {
+    conn.__route(private::Token(()), access)
 }

@@ -21,6 +21,14 @@ pub trait Tenancy: EntityTrait<Model: Send + Sync> {
 
     /// The indexes, uniques and keys the declaration asks for.
     fn table_spec() -> TableSpec<Self>;
+
+    /// Decodes `Self::Model` from the pipelined executor's rows; `None` when a field's type has
+    /// no tokio-postgres decoding. Written by the derive.
+    #[cfg(feature = "pipeline")]
+    #[doc(hidden)]
+    fn __pg_decoder() -> Option<crate::pipeline::Decoder<Self::Model>> {
+        None
+    }
 }
 
 /// A tenant-owned entity: every row belongs to exactly one tenant.

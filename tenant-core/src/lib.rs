@@ -9,6 +9,9 @@ mod db;
 mod entity;
 mod error;
 mod id;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub mod pipeline;
 mod repo;
 mod rls;
 mod schema;
@@ -23,6 +26,8 @@ pub use db::{AssertUnscoped, TenantConnection, TenantDb, TenantTxn};
 pub use entity::{Tenancy, TenantScoped};
 pub use error::{Error, Result};
 pub use id::{TenantId, TenantKey};
+#[cfg(feature = "pipeline")]
+pub use pipeline::Pipeline;
 pub use repo::TenantRepo;
 pub use rls::{PolicyForm, Rls};
 pub use schema::{ExpectedForeignKey, ExpectedIndex, ExpectedPolicy, ExpectedTable};
@@ -42,6 +47,7 @@ pub fn find<E: Tenancy>() -> Scoped<sea_orm::Select<E>> {
 /// What generated code calls. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::__pg_decoder as pg_decoder;
     pub use crate::context::Access;
     pub use crate::db::{Exec, Unit};
     pub use crate::write::{delete, insert, save, update};
@@ -102,4 +108,12 @@ pub mod __private {
 
     /// Asserts at the user's field type that it can hold a tenant id.
     pub const fn assert_tenant_key<T: crate::TenantKey>() {}
+}
+
+/// Without the `pipeline` feature there is no pipelined executor and so nothing to decode.
+#[cfg(not(feature = "pipeline"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pg_decoder {
+    ($($tokens:tt)*) => {};
 }

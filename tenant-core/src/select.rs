@@ -208,25 +208,47 @@ impl<E: Tenancy> Scoped<Select<E>> {
     /// All rows of the current tenant that match.
     pub async fn all<C: TenantConnection>(self, conn: &C) -> Result<Vec<E::Model>> {
         let (select, plan) = self.prepare(conn, "select")?;
+        #[cfg(feature = "pipeline")]
+        if let Some(models) = piped::models(conn, &plan, &select).await? {
+            return Ok(models);
+        }
         in_unit!(plan, conn, |exec| select.all(exec))
     }
 
     /// The first matching row of the current tenant.
     pub async fn one<C: TenantConnection>(self, conn: &C) -> Result<Option<E::Model>> {
         let (select, plan) = self.prepare(conn, "select")?;
+        #[cfg(feature = "pipeline")]
+        let select = {
+            // SeaORM's `one` adds the same `LIMIT 1`.
+            let select = select.limit(1);
+            if let Some(models) = piped::models(conn, &plan, &select).await? {
+                return Ok(models.into_iter().next());
+            }
+            select
+        };
         in_unit!(plan, conn, |exec| select.one(exec))
     }
 
     /// How many rows of the current tenant match.
     pub async fn count<C: TenantConnection>(self, conn: &C) -> Result<u64> {
         let (select, plan) = self.prepare(conn, "count")?;
+        #[cfg(feature = "pipeline")]
+        if let Some(count) = piped::count(conn, &plan, &select).await? {
+            return Ok(count);
+        }
         in_unit!(plan, conn, |exec| select.count(exec))
     }
 
     /// Whether any row of the current tenant matches.
     pub async fn exists<C: TenantConnection>(self, conn: &C) -> Result<bool> {
         let (select, plan) = self.prepare(conn, "exists")?;
-        let row = in_unit!(plan, conn, |exec| select.limit(1).one(exec))?;
+        let select = select.limit(1);
+        #[cfg(feature = "pipeline")]
+        if let Some(models) = piped::models(conn, &plan, &select).await? {
+            return Ok(!models.is_empty());
+        }
+        let row = in_unit!(plan, conn, |exec| select.one(exec))?;
         Ok(row.is_some())
     }
 
@@ -551,6 +573,17 @@ impl<C: TenantConnection, E: Tenancy> Paginator<'_, C, E> {
     /// The rows of page `page` (zero-based).
     pub async fn fetch_page(&self, page: u64) -> Result<Vec<E::Model>> {
         let (select, plan) = self.prepared()?;
+        #[cfg(feature = "pipeline")]
+        {
+            // SeaORM's paginator pages with the same `LIMIT`/`OFFSET`.
+            let page_select = select
+                .clone()
+                .limit(self.page_size)
+                .offset(self.page_size * page);
+            if let Some(models) = piped::models(self.conn, &plan, &page_select).await? {
+                return Ok(models);
+            }
+        }
         in_unit!(plan, self.conn, |exec| select
             .paginate(exec, self.page_size)
             .fetch_page(page))
@@ -559,6 +592,13 @@ impl<C: TenantConnection, E: Tenancy> Paginator<'_, C, E> {
     /// The number of matching rows of the current tenant.
     pub async fn num_items(&self) -> Result<u64> {
         let (select, plan) = self.prepared()?;
+        #[cfg(feature = "pipeline")]
+        {
+            let counted = select.clone().limit(None).offset(None);
+            if let Some(count) = piped::count(self.conn, &plan, &counted).await? {
+                return Ok(count);
+            }
+        }
         in_unit!(plan, self.conn, |exec| select
             .paginate(exec, self.page_size)
             .num_items())
@@ -591,4 +631,56 @@ where
     let plan = Plan::of::<R, C>(conn, "load")?;
     let select = plan.apply(crate::__private::find::<R>().into_inner());
     in_unit!(plan, conn, |exec| models.load_many(select, exec))
+}
+
+/// Reads on the pipelined executor, when the connection has one and the statement fits it;
+/// `None` otherwise, before anything has run, and the caller takes the sqlx path.
+#[cfg(feature = "pipeline")]
+mod piped {
+    use sea_orm::sea_query::{Expr, SelectStatement};
+    use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select};
+
+    use super::Plan;
+    use crate::db::{self, TenantConnection};
+    use crate::{Result, Tenancy};
+
+    /// The models `select` returns.
+    pub(super) async fn models<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        plan: &Plan,
+        select: &Select<E>,
+    ) -> Result<Option<Vec<E::Model>>> {
+        let Some(route) = db::route(conn, plan.access()) else {
+            return Ok(None);
+        };
+        let Some(decoder) = E::__pg_decoder() else {
+            return Ok(None);
+        };
+        let stmt = select.build(DbBackend::Postgres);
+        let columns: Vec<&str> = <E as EntityTrait>::Column::iter()
+            .map(|c| c.as_str())
+            .collect();
+        // Boxed: keeps the pipelined path's state out of every read's future.
+        Box::pin(route.models(&stmt, &decoder, &columns)).await
+    }
+
+    /// How many rows `select` matches, counted as SeaORM's `count` does.
+    pub(super) async fn count<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        plan: &Plan,
+        select: &Select<E>,
+    ) -> Result<Option<u64>> {
+        let Some(route) = db::route(conn, plan.access()) else {
+            return Ok(None);
+        };
+        let counted = SelectStatement::new()
+            .expr(Expr::cust("COUNT(*) AS num_items"))
+            .from_subquery(
+                select.as_query().clone().clear_order_by().to_owned(),
+                "sub_query",
+            )
+            .to_owned();
+        let stmt = DbBackend::Postgres.build(&counted);
+        Box::pin(route.count(&stmt)).await
+    }
 }

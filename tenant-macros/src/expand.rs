@@ -153,6 +153,7 @@ fn expand(model: &Model<'_>, tenant: Option<&Field<'_>>) -> TokenStream {
         &spec,
         assert_key.as_ref(),
         model.dense,
+        &crate::pipeline::decoder(&root, model),
     )
 }
 
@@ -163,6 +164,7 @@ fn impls(
     spec: &TokenStream,
     asserts: Option<&TokenStream>,
     dense: bool,
+    decoder: &TokenStream,
 ) -> TokenStream {
     let sea_orm = quote!(#root::__private::sea_orm);
     // The dense format's generated code (`Entity::load()`, `ActiveModelEx`) calls `Entity::find()`,
@@ -187,13 +189,17 @@ fn impls(
             const _: () = {
                 #derived
                 impl #root::Tenancy for Entity {
+                    #[inline]
                     fn tenant_column() -> ::core::option::Option<Column> {
                         ::core::option::Option::None
                     }
 
+                    #[inline]
                     fn table_spec() -> #root::TableSpec<Self> {
                         #spec
                     }
+
+                    #decoder
                 }
 
                 #reads
@@ -202,53 +208,22 @@ fn impls(
     };
 
     let key = quote!(impl ::core::convert::Into<<<Self as #sea_orm::EntityTrait>::PrimaryKey as #sea_orm::PrimaryKeyTrait>::ValueType>);
-    let model_writes = if dense {
-        // See `reads` above: the scoped spellings stay `Entity::insert(am)`, `Entity::update(am)`,
-        // `Entity::delete_by_id(id)` and `TenantRepo`.
-        TokenStream::new()
-    } else {
-        quote! {
-            impl ActiveModel {
-                /// Tenant-scoped insert, stamped with the tenant in scope.
-                pub async fn insert<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
-                    #root::__private::insert(db, self).await
-                }
-
-                /// Tenant-scoped update; another tenant's row is `NotFound`, and the tenant column never changes.
-                pub async fn update<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Model> {
-                    #root::__private::update(db, self).await
-                }
-
-                /// Tenant-scoped insert or update, by whether the primary key is set.
-                pub async fn save<C: #root::TenantConnection>(self, db: &C) -> #root::Result<Self> {
-                    #root::__private::save(db, self).await
-                }
-
-                /// Tenant-scoped delete; another tenant's row is `NotFound`.
-                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
-                    #root::__private::delete(db, self).await
-                }
-            }
-
-            impl Model {
-                /// Tenant-scoped delete; another tenant's row is `NotFound`.
-                pub async fn delete<C: #root::TenantConnection>(self, db: &C) -> #root::Result<()> {
-                    #root::__private::delete(db, <ActiveModel as ::core::convert::From<Self>>::from(self)).await
-                }
-            }
-        }
-    };
+    let model_writes = model_writes(root, dense);
     quote! {
         const _: () = {
             #derived
             impl #root::Tenancy for Entity {
+                #[inline]
                 fn tenant_column() -> ::core::option::Option<Column> {
                     ::core::option::Option::Some(Column::#variant)
                 }
 
+                #[inline]
                 fn table_spec() -> #root::TableSpec<Self> {
                     #spec
                 }
+
+                #decoder
             }
 
             #derived
@@ -262,11 +237,13 @@ fn impls(
 
             impl Entity {
                 /// Tenant-scoped insert, stamped with the tenant in scope.
+                #[inline]
                 pub fn insert(model: ActiveModel) -> #root::Insert<ActiveModel> {
                     #root::Insert::new(model)
                 }
 
                 /// Tenant-scoped insert of many rows, each stamped with the tenant in scope.
+                #[inline]
                 pub fn insert_many(
                     models: impl ::core::iter::IntoIterator<Item = ActiveModel>,
                 ) -> #root::InsertMany<ActiveModel> {
@@ -274,21 +251,25 @@ fn impls(
                 }
 
                 /// Tenant-scoped update by primary key; another tenant's row is `NotFound`.
+                #[inline]
                 pub fn update(model: ActiveModel) -> #root::Update<ActiveModel> {
                     #root::Update::new(model)
                 }
 
                 /// Tenant-scoped update of every matching row of the tenant in scope.
+                #[inline]
                 pub fn update_many() -> #root::Scoped<#sea_orm::UpdateMany<Self>> {
                     #root::__private::update_many::<Self>()
                 }
 
                 /// Tenant-scoped delete by primary key; another tenant's row is `NotFound`.
+                #[inline]
                 pub fn delete_by_id(id: #key) -> #root::DeleteById<Self> {
                     #root::DeleteById::new(id)
                 }
 
                 /// Tenant-scoped delete of every matching row of the tenant in scope.
+                #[inline]
                 pub fn delete_many() -> #root::Scoped<#sea_orm::DeleteMany<Self>> {
                     #root::__private::delete_many::<Self>()
                 }
@@ -317,11 +298,13 @@ fn reads(root: &TokenStream, global: bool) -> TokenStream {
     quote! {
         impl Entity {
             #[doc = #find]
+            #[inline]
             pub fn find() -> #root::Scoped<#sea_orm::Select<Self>> {
                 #root::__private::find::<Self>()
             }
 
             #[doc = #find_by_id]
+            #[inline]
             pub fn find_by_id(
                 id: impl ::core::convert::Into<<<Self as #sea_orm::EntityTrait>::PrimaryKey as #sea_orm::PrimaryKeyTrait>::ValueType>,
             ) -> #root::Scoped<#sea_orm::Select<Self>> {
@@ -331,6 +314,7 @@ fn reads(root: &TokenStream, global: bool) -> TokenStream {
 
         impl Model {
             /// `find_related`: the related rows, only those of the tenant in scope when `R` is tenant-scoped.
+            #[inline]
             pub fn find_related<R>(&self, related: R) -> #root::Scoped<#sea_orm::Select<R>>
             where
                 R: #root::Tenancy,
@@ -367,9 +351,59 @@ fn fallback(model: &Model<'_>, errors: &TokenStream) -> TokenStream {
         &quote!(#root::TableSpec::new()),
         None,
         model.dense,
+        &TokenStream::new(),
     );
     quote! {
         #errors
         #impls
+    }
+}
+
+/// The `ActiveModel` and `Model` write shadows of a tenant-scoped entity; none for the dense
+/// format, whose generated code needs SeaORM's own.
+fn model_writes(root: &TokenStream, dense: bool) -> TokenStream {
+    // The write shadows return tenant-core's futures as they are: an `async fn` wrapper would be
+    // one more state machine per method and entity, type- and borrow-checked in the user's crate.
+    let future = quote!(::core::future::Future);
+    if dense {
+        // See `reads` above: the scoped spellings stay `Entity::insert(am)`, `Entity::update(am)`,
+        // `Entity::delete_by_id(id)` and `TenantRepo`.
+        TokenStream::new()
+    } else {
+        quote! {
+            impl ActiveModel {
+                /// Tenant-scoped insert, stamped with the tenant in scope.
+                #[inline]
+                pub fn insert<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<Model>> + '_ {
+                    #root::__private::insert(db, self)
+                }
+
+                /// Tenant-scoped update; another tenant's row is `NotFound`, and the tenant column never changes.
+                #[inline]
+                pub fn update<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<Model>> + '_ {
+                    #root::__private::update(db, self)
+                }
+
+                /// Tenant-scoped insert or update, by whether the primary key is set.
+                #[inline]
+                pub fn save<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<Self>> + '_ {
+                    #root::__private::save(db, self)
+                }
+
+                /// Tenant-scoped delete; another tenant's row is `NotFound`.
+                #[inline]
+                pub fn delete<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<()>> + '_ {
+                    #root::__private::delete(db, self)
+                }
+            }
+
+            impl Model {
+                /// Tenant-scoped delete; another tenant's row is `NotFound`.
+                #[inline]
+                pub fn delete<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<()>> + '_ {
+                    #root::__private::delete(db, <ActiveModel as ::core::convert::From<Self>>::from(self))
+                }
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ mod attr;
 mod ctxt;
 mod entity;
 mod expand;
+mod pipeline;
 #[cfg(test)]
 mod tests;
 

@@ -27,6 +27,8 @@ pub struct Env {
     pub globex: TenantId,
     /// Whether `db` is in RLS mode over tables with policies.
     pub rls: bool,
+    /// The pipelined executor `db` reads through, if any.
+    pub pipeline: Option<tenant::Pipeline>,
     _keep: Box<dyn Any + Send + Sync>,
 }
 
@@ -73,8 +75,22 @@ impl Env {
             acme: TenantId::from(Uuid::from_u128(0xacac_acac)),
             globex: TenantId::from(Uuid::from_u128(0x6106_1061)),
             rls,
+            pipeline: None,
             _keep: keep,
         }
+    }
+
+    /// The same handle with its reads on a pipelined executor of `size` connections to `url`.
+    #[must_use]
+    pub fn with_pipeline(mut self, url: &str, size: usize) -> Self {
+        let pipeline = tenant::Pipeline::connect(url, size).expect("a pipeline pool");
+        self.db = self
+            .db
+            .clone()
+            .with_pipeline(pipeline.clone())
+            .expect("PostgreSQL");
+        self.pipeline = Some(pipeline);
+        self
     }
 
     /// Inserts, for both tenants, the same posts (`hello`, `world`) with a comment each, a tag

@@ -7,6 +7,7 @@ mod audit;
 mod common;
 #[path = "../support/postgres.rs"]
 mod pg;
+mod pipeline;
 mod rls;
 
 use common::Env;
@@ -51,6 +52,36 @@ mod rls_mode {
     async fn setup() -> Env {
         let (app, raw, keep) = connections().await;
         Env::new_rls(app, raw, Box::new(keep)).await
+    }
+
+    crate::scenarios!(setup);
+}
+
+/// Every scenario again with reads on the pipelined executor (tokio-postgres).
+mod pipeline_mode {
+    use super::{Env, connections};
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        let url = keep.app_url.clone();
+        Env::new(app, raw, Box::new(keep))
+            .await
+            .with_pipeline(&url, 2)
+    }
+
+    crate::scenarios!(setup);
+}
+
+/// Every scenario again in RLS mode with reads on the pipelined executor.
+mod rls_pipeline_mode {
+    use super::{Env, connections};
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        let url = keep.app_url.clone();
+        Env::new_rls(app, raw, Box::new(keep))
+            .await
+            .with_pipeline(&url, 2)
     }
 
     crate::scenarios!(setup);

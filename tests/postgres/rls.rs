@@ -250,6 +250,23 @@ async fn one_pooled_connection_serving_ten_thousand_mixed_operations_never_leaks
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_ten_thousand_operations_with_reads_on_one_pipelined_connection_never_leak_a_tenant()
+ {
+    let test_db = crate::pg::fresh_database().await;
+    let url = test_db.app_url.clone();
+    let options = ConnectOptions::new(test_db.app_url.clone());
+    let env = single_connection_env(options, test_db)
+        .await
+        .with_pipeline(&url, 1);
+    stress(&env, "pipelined reads, 1 connection").await;
+    let pipelined = env.pipeline.as_ref().unwrap().statements();
+    assert!(
+        pipelined > 1_000,
+        "the reads did not take the pipeline: {pipelined} statements"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_ten_thousand_operations_through_pgbouncer_in_transaction_mode_never_leak_a_tenant()
  {
     // Starting it blocks (process start, port wait): keep it off the runtime's workers.
@@ -518,7 +535,25 @@ async fn read(db: &TenantDb, tenant: TenantId, n: usize, tally: &mut Tally) {
 /// An insert (or a whole transaction) cancelled part-way: by a timeout of a few dozen µs, by a
 /// `select!` against a branch that is ready on its second poll, or by polling it once.
 async fn cancelled(db: &TenantDb, tenant: TenantId, n: usize, slug: &str, tally: &mut Tally) {
-    let completed = match n % 3 {
+    let completed = match n % 4 {
+        3 => {
+            // A read: on the pipelined executor its three messages are sent, its answers not
+            // read, when it is dropped.
+            let micros = 20 + u64::try_from(n % 17).unwrap() * 40;
+            match tokio::time::timeout(Duration::from_micros(micros), post::Entity::find().all(db))
+                .await
+            {
+                Ok(rows) => {
+                    tally.wrong_rows += rows
+                        .unwrap()
+                        .iter()
+                        .filter(|p| p.tenant_id != *tenant.as_uuid())
+                        .count();
+                    true
+                }
+                Err(_) => false,
+            }
+        }
         0 => {
             let micros = 20 + u64::try_from(n % 13).unwrap() * 30;
             tokio::time::timeout(Duration::from_micros(micros), new_post(slug).insert(db))
@@ -667,5 +702,43 @@ async fn check_no_binding_left(env: &Env, label: &str) {
     println!(
         "stress [{label}]: no binding left on server connection(s) {backends:?}; \
          at most {prepared} named prepared statements held by one of them"
+    );
+    if let Some(pipeline) = &env.pipeline {
+        assert_no_binding_on_pipeline(pipeline).await;
+    }
+}
+
+/// The same check on the pipeline's one connection: outside any transaction, no tenant bound,
+/// no row visible.
+pub(crate) async fn assert_no_binding_on_pipeline(pipeline: &tenant::Pipeline) {
+    assert_eq!(
+        pipeline.pool().status().max_size,
+        1,
+        "one pipelined connection"
+    );
+    let client = pipeline.pool().get().await.unwrap();
+    // The simple protocol: one message, so that outside a transaction the statement is its own
+    // transaction and `now()` equals `statement_timestamp()`; in one left open, `now()` is older.
+    let messages = client
+        .simple_query(
+            "SELECT coalesce(current_setting('app.tenant_id', true), '') AS setting, \
+                    (SELECT count(*) FROM post) AS posts, \
+                    now() = statement_timestamp() AS own_transaction",
+        )
+        .await
+        .unwrap();
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            tenant::pipeline::tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(row.get("setting"), Some(""), "a tenant binding was left");
+    assert_eq!(row.get("posts"), Some("0"), "rows visible with no tenant");
+    assert_eq!(
+        row.get("own_transaction"),
+        Some("t"),
+        "the pipelined connection was left inside a transaction"
     );
 }

@@ -1,0 +1,460 @@
+//! The pipelined PostgreSQL executor: a second driver (tokio-postgres) for the reads whose rows
+//! this crate can decode itself.
+//!
+//! sqlx awaits every message before it sends the next, so in RLS mode a read costs three round
+//! trips: `BEGIN; SET LOCAL ..`, the statement, `COMMIT`. tokio-postgres writes requests as soon
+//! as they are issued and matches the responses in order, so the three go out together and come
+//! back in one round trip. Outside RLS mode the statement alone goes out, on a driver with less
+//! work per query than sqlx.
+//!
+//! Only reads that return whole models of a declared entity (`all`, `one`, `exists`,
+//! `find_by_id`, pages) or a count take this path, and only when every column of the model has a
+//! tokio-postgres decoding that accepts the column's type and every bound value has an encoding
+//! for its parameter's type; both are checked against the prepared statement before anything
+//! runs. Everything else, every write and every [`TenantTxn`](crate::TenantTxn) stays on
+//! SeaORM's sqlx connection.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use deadpool_postgres;
+pub use tokio_postgres;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use sea_orm::{DbErr, RuntimeErr, Statement, Value};
+use sea_query_postgres::PostgresValue;
+use tokio_postgres::types::{FromSqlOwned, ToSql, Type};
+use tokio_postgres::{Column, NoTls, Row};
+
+use crate::{Error, Result};
+
+/// A pool of tokio-postgres connections for [`TenantDb::with_pipeline`](crate::TenantDb::with_pipeline).
+///
+/// Connect it as the same role, to the same database, as the `TenantDb`'s own connection: in RLS
+/// mode the tables' policies are what confine it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(conn: sea_orm::DatabaseConnection) -> tenant_core::Result<()> {
+/// use tenant_core::{Pipeline, Rls, TenantDb};
+///
+/// let url = "postgres://app@localhost/app";
+/// let db = TenantDb::with_rls(conn, Rls::default())?.with_pipeline(Pipeline::connect(url, 8)?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Pipeline {
+    pool: Pool,
+    /// Statements run, shared by the clones.
+    statements: Arc<AtomicU64>,
+    /// Whether the pool's role is confined by row-level security, checked on the first read in
+    /// RLS mode: `Err` names the right that lets it bypass the policies.
+    confined: Arc<tokio::sync::OnceCell<std::result::Result<(), String>>>,
+}
+
+impl Pipeline {
+    /// Wraps a deadpool-postgres pool (for TLS or other settings, build the pool yourself).
+    ///
+    /// Its prepared statements are cached per connection (`prepare_cached`); behind PgBouncer in
+    /// transaction mode that needs PgBouncer 1.21 or later with `max_prepared_statements` set.
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            statements: Arc::default(),
+            confined: Arc::default(),
+        }
+    }
+
+    /// A pool of up to `max_size` plain-TCP connections to `url` (`postgres://user:pass@host/db`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `url` does not parse or `max_size` is zero. Connections are made
+    /// on first use.
+    pub fn connect(url: &str, max_size: usize) -> Result<Self> {
+        if max_size == 0 {
+            return Err(Error::Config(
+                "a pipeline pool needs at least one connection".to_owned(),
+            ));
+        }
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            Error::Config(format!("the pipeline's database URL does not parse: {e}"))
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection comes back only after its requests were all sent (see `run`), so
+                // a closed-check is all the recycling it needs.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Config(format!("the pipeline pool cannot be built: {e}")))?;
+        Ok(Self::new(pool))
+    }
+
+    /// The pool, to inspect or close it.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// How many statements have run on this pipeline (its clones included): the reads that
+    /// took the pipelined path rather than SeaORM's connection.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+}
+
+impl Pipeline {
+    /// Refuses, in RLS mode, a pool whose role skips the policies: a superuser or a role with
+    /// `BYPASSRLS` would read every tenant's rows through a pipeline handed the wrong URL. One
+    /// pool has one role, so the check runs once.
+    async fn check_confined(&self, client: &tokio_postgres::Client) -> Result<()> {
+        const ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls \
+                            FROM pg_roles r WHERE r.rolname = current_user";
+        let verdict = self
+            .confined
+            .get_or_try_init(|| async {
+                let row = client.query_one(ROLE, &[]).await.map_err(db_err)?;
+                let (user, superuser, bypass): (String, bool, bool) =
+                    (row.get(0), row.get(1), row.get(2));
+                Ok::<_, Error>(match (superuser, bypass) {
+                    (false, false) => Ok(()),
+                    (true, _) => Err(format!("`{user}` is a superuser")),
+                    (false, true) => Err(format!("`{user}` has `BYPASSRLS`")),
+                })
+            })
+            .await?;
+        verdict.clone().map_err(|right| {
+            Error::Config(format!(
+                "the pipeline connects as a role that skips row-level security ({right}); connect it as the application role, as the `TenantDb`'s own connection does"
+            ))
+        })
+    }
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("status", &self.pool.status())
+            .field("statements", &self.statements())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Prepared statements kept per pipelined connection; sqlx keeps 100.
+const STATEMENT_CACHE: usize = 256;
+
+/// Where one read goes on the pipeline: the pool and the message that opens its transaction
+/// (`BEGIN; SET LOCAL ..` in RLS mode, nothing in app-level mode).
+///
+/// Public only so that the sealed `TenantConnection` can name it; it cannot be made outside
+/// this crate.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Route<'a> {
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) begin: Option<String>,
+}
+
+impl Route<'_> {
+    /// The rows of `stmt` as `M`s, or `None` when `decoder` or the bound values do not fit the
+    /// prepared statement (the caller then runs it on sqlx; nothing has run yet).
+    pub(crate) async fn models<M>(
+        &self,
+        stmt: &Statement,
+        decoder: &Decoder<M>,
+        columns: &[&str],
+    ) -> Result<Option<Vec<M>>> {
+        let Some(params) = params(stmt) else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let prepared = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
+        if !bindable(&params, prepared.params()) {
+            return Ok(None);
+        }
+        let Some(at) = decoder.plan(prepared.columns(), columns) else {
+            return Ok(None);
+        };
+        let rows = self.run(&client, &prepared, &params).await?;
+        let models = rows
+            .iter()
+            .map(|row| (decoder.decode)(row, &at))
+            .collect::<std::result::Result<Vec<M>, _>>()
+            .map_err(db_err)?;
+        Ok(Some(models))
+    }
+
+    /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
+    /// [`models`](Self::models).
+    pub(crate) async fn count(&self, stmt: &Statement) -> Result<Option<u64>> {
+        let Some(params) = params(stmt) else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let prepared = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
+        if !bindable(&params, prepared.params())
+            || prepared.columns().first().map(Column::type_) != Some(&Type::INT8)
+        {
+            return Ok(None);
+        }
+        let rows = self.run(&client, &prepared, &params).await?;
+        let count: i64 = rows
+            .first()
+            .map_or(Ok(0), |row| row.try_get(0))
+            .map_err(db_err)?;
+        Ok(Some(u64::try_from(count).unwrap_or(0)))
+    }
+
+    /// A connection of the pool; in RLS mode, of a pool whose role the policies confine.
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        let client = self.pipeline.pool.get().await.map_err(pool_err)?;
+        // deadpool's cache never evicts, and each entry holds a prepared statement on the
+        // server: start over past a bound, as sqlx's LRU would (dropping the last handle of a
+        // statement closes it on the server).
+        if client.statement_cache.size() >= STATEMENT_CACHE {
+            client.statement_cache.clear();
+        }
+        if self.begin.is_some() {
+            self.pipeline.check_confined(&client).await?;
+        }
+        Ok(client)
+    }
+
+    /// Runs `prepared` in the route's transaction: the opening message, the statement and the
+    /// `COMMIT` are issued together, so they leave in one write and return in one round trip.
+    async fn run(
+        &self,
+        client: &tokio_postgres::Client,
+        prepared: &tokio_postgres::Statement,
+        params: &[PostgresValue],
+    ) -> Result<Vec<Row>> {
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+        self.pipeline.statements.fetch_add(1, Ordering::Relaxed);
+        let Some(begin) = &self.begin else {
+            return client.query(prepared, &refs).await.map_err(db_err);
+        };
+        // Each future sends its request on its first poll, and `join!` polls all three in order
+        // in one go: either none is sent (dropped before the first poll) or all are, `COMMIT`
+        // included, so a cancelled read never leaves its transaction, or its tenant, open on
+        // the connection. When the statement fails, PostgreSQL answers the `COMMIT` with a
+        // rollback.
+        let (opened, rows, committed) = tokio::join!(
+            client.batch_execute(begin),
+            client.query(prepared, &refs),
+            client.batch_execute("COMMIT"),
+        );
+        opened.map_err(db_err)?;
+        let rows = rows.map_err(db_err)?;
+        committed.map_err(db_err)?;
+        Ok(rows)
+    }
+}
+
+/// The statement's values, or `None` when one has no encoding here.
+fn params(stmt: &Statement) -> Option<Vec<PostgresValue>> {
+    let values = stmt.values.as_ref().map_or(&[][..], |v| v.0.as_slice());
+    values
+        .iter()
+        .all(encodable)
+        .then(|| values.iter().cloned().map(PostgresValue).collect())
+}
+
+/// Values with an encoding in `sea-query-postgres` that matches sqlx's for the same column.
+fn encodable(value: &Value) -> bool {
+    matches!(
+        value,
+        Value::Bool(_)
+            | Value::SmallInt(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::BigUnsigned(_)
+            | Value::Float(_)
+            | Value::Double(_)
+            | Value::String(_)
+            | Value::Bytes(_)
+            | Value::Json(_)
+            | Value::Uuid(_)
+            | Value::ChronoDate(_)
+            | Value::ChronoTime(_)
+            | Value::ChronoDateTime(_)
+            | Value::ChronoDateTimeUtc(_)
+            | Value::ChronoDateTimeWithTimeZone(_)
+    )
+}
+
+/// Whether every value's Rust type accepts the type PostgreSQL inferred for its parameter.
+fn bindable(params: &[PostgresValue], types: &[Type]) -> bool {
+    params.len() == types.len()
+        && params.iter().zip(types).all(|(p, ty)| match &p.0 {
+            Value::Bool(_) => <bool as ToSql>::accepts(ty),
+            Value::SmallInt(_) => <i16 as ToSql>::accepts(ty),
+            Value::Int(_) => <i32 as ToSql>::accepts(ty),
+            // SeaORM's `LIMIT` and `OFFSET`: sent as `i64`, as sqlx does.
+            Value::BigInt(_) | Value::BigUnsigned(_) => <i64 as ToSql>::accepts(ty),
+            Value::Float(_) => <f32 as ToSql>::accepts(ty),
+            Value::Double(_) => <f64 as ToSql>::accepts(ty),
+            Value::String(_) => <String as ToSql>::accepts(ty),
+            Value::Bytes(_) => <Vec<u8> as ToSql>::accepts(ty),
+            Value::Json(_) => <serde_json::Value as ToSql>::accepts(ty),
+            Value::Uuid(_) => <uuid::Uuid as ToSql>::accepts(ty),
+            Value::ChronoDate(_) => <chrono::NaiveDate as ToSql>::accepts(ty),
+            Value::ChronoTime(_) => <chrono::NaiveTime as ToSql>::accepts(ty),
+            Value::ChronoDateTime(_) => <chrono::NaiveDateTime as ToSql>::accepts(ty),
+            Value::ChronoDateTimeUtc(_) => <chrono::DateTime<chrono::Utc> as ToSql>::accepts(ty),
+            Value::ChronoDateTimeWithTimeZone(_) => {
+                <chrono::DateTime<chrono::FixedOffset> as ToSql>::accepts(ty)
+            }
+            _ => false,
+        })
+}
+
+#[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
+fn db_err(err: tokio_postgres::Error) -> Error {
+    let message = match err.as_db_error() {
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => err.to_string(),
+    };
+    if err.is_closed() {
+        Error::Db(DbErr::Conn(RuntimeErr::Internal(message)))
+    } else {
+        Error::Db(DbErr::Query(RuntimeErr::Internal(message)))
+    }
+}
+
+#[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
+fn pool_err(err: deadpool_postgres::PoolError) -> Error {
+    Error::Db(DbErr::Conn(RuntimeErr::Internal(format!(
+        "pipeline pool: {err}"
+    ))))
+}
+
+/// Decodes a model from a tokio-postgres row; generated per `Model` by the derive.
+#[doc(hidden)]
+pub struct Decoder<M> {
+    /// How many columns (fields not `#[sea_orm(ignore)]`) the model has.
+    pub columns: usize,
+    /// Whether each column's Rust type (in `Column` order) accepts a PostgreSQL type.
+    pub accepts: fn(usize, &Type) -> bool,
+    /// The model from a row, given where each column sits in it.
+    pub decode: fn(&Row, &[usize]) -> std::result::Result<M, tokio_postgres::Error>,
+}
+
+impl<M> Decoder<M> {
+    /// Where each of `columns` sits in the statement's result, when every one is there with a
+    /// type its field accepts.
+    fn plan(&self, result: &[Column], columns: &[&str]) -> Option<Vec<usize>> {
+        if columns.len() != self.columns {
+            return None;
+        }
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let at = result.iter().position(|c| c.name() == *name)?;
+                (self.accepts)(i, result[at].type_()).then_some(at)
+            })
+            .collect()
+    }
+}
+
+impl<M> fmt::Debug for Decoder<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoder").finish_non_exhaustive()
+    }
+}
+
+/// Picks, per field type, tokio-postgres's decoding when the type has one ([`ViaPg`], an impl on
+/// `&Probe<T>`) and none otherwise ([`ViaNone`], on `Probe<T>`): method lookup on
+/// `(&&Probe::<T>::NEW)` tries the reference first.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Probe<T>(PhantomData<T>);
+
+impl<T> Probe<T> {
+    #[doc(hidden)]
+    pub const NEW: Self = Self(PhantomData);
+}
+
+/// Reads one column of a row as `T`.
+#[doc(hidden)]
+pub type Getter<T> = fn(&Row, usize) -> std::result::Result<T, tokio_postgres::Error>;
+
+#[doc(hidden)]
+pub trait ViaPg<T> {
+    fn pg_get(&self) -> Option<Getter<T>>;
+    fn pg_accepts(&self, ty: &Type) -> bool;
+}
+
+impl<T: FromSqlOwned> ViaPg<T> for &Probe<T> {
+    #[inline]
+    fn pg_get(&self) -> Option<Getter<T>> {
+        Some(|row, at| row.try_get(at))
+    }
+    #[inline]
+    fn pg_accepts(&self, ty: &Type) -> bool {
+        T::accepts(ty)
+    }
+}
+
+#[doc(hidden)]
+pub trait ViaNone<T> {
+    #[inline]
+    fn pg_get(&self) -> Option<Getter<T>> {
+        None
+    }
+    #[inline]
+    fn pg_accepts(&self, _: &Type) -> bool {
+        false
+    }
+}
+
+impl<T> ViaNone<T> for Probe<T> {}
+
+/// The `Tenancy::__pg_decoder` of a `Model`, as `#[derive(TenantScoped)]` writes it:
+/// `pg_decoder!(Model { field: Type, .. } ignore { field, .. })` with the columns in order.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pg_decoder {
+    ($model:ident { $($field:ident : $ty:ty),* $(,)? } ignore { $($ignored:ident),* $(,)? }) => {
+        #[inline]
+        fn __pg_decoder() -> ::core::option::Option<$crate::pipeline::Decoder<$model>> {
+            #[allow(unused_imports)]
+            use $crate::pipeline::{Probe, ViaNone as _, ViaPg as _};
+            if !(true $(&& (&&Probe::<$ty>::NEW).pg_get().is_some())*) {
+                return ::core::option::Option::None;
+            }
+            ::core::option::Option::Some($crate::pipeline::Decoder {
+                columns: [$(::core::stringify!($field)),*].len(),
+                accepts: |i, ty| {
+                    let fields: &[fn(&$crate::pipeline::tokio_postgres::types::Type) -> bool] =
+                        &[$(|ty| (&&Probe::<$ty>::NEW).pg_accepts(ty)),*];
+                    fields.get(i).is_some_and(|accepts| accepts(ty))
+                },
+                decode: |row, at| {
+                    let mut at = at.iter().copied();
+                    ::core::result::Result::Ok($model {
+                        $($field: {
+                            let get = (&&Probe::<$ty>::NEW).pg_get().expect("checked above");
+                            get(row, at.next().expect("one position per column"))?
+                        },)*
+                        $($ignored: ::core::default::Default::default(),)*
+                    })
+                },
+            })
+        }
+    };
+}

@@ -1,0 +1,318 @@
+//! The pipelined executor (tokio-postgres): the reads it takes are scoped as on sqlx, in both
+//! modes; a read it cannot decode runs on sqlx instead, decided before anything runs; a read cancelled
+//! mid-flight leaves neither a transaction nor a tenant on the connection.
+
+use std::time::Duration;
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+use tenant::{TenantDb, TenantRepo};
+use uuid::Uuid;
+
+use crate::common::Env;
+use crate::common::entities::post;
+
+/// The handle in app-level or RLS mode, reading through a pipeline of `size` connections.
+async fn env(rls: bool, size: usize) -> Env {
+    let (app, raw, keep) = crate::connections().await;
+    let url = keep.app_url.clone();
+    let env = if rls {
+        Env::new_rls(app, raw, Box::new(keep)).await
+    } else {
+        Env::new(app, raw, Box::new(keep)).await
+    };
+    env.with_pipeline(&url, size)
+}
+
+/// How many statements the pipeline ran during `work`.
+async fn pipelined<T>(env: &Env, work: impl Future<Output = T>) -> (T, u64) {
+    let before = env.pipeline.as_ref().unwrap().statements();
+    let out = work.await;
+    (out, env.pipeline.as_ref().unwrap().statements() - before)
+}
+
+async fn every_read_kind_takes_the_pipeline_and_sees_one_tenant(rls: bool) {
+    let env = env(rls, 2).await;
+    let s = env.seed().await;
+    for (t, mine, theirs) in [(env.acme, s.acme, s.globex), (env.globex, s.globex, s.acme)] {
+        tenant::scope(t, async {
+            let repo = TenantRepo::<post::Entity>::new(&env.db);
+            let (all, n) = pipelined(&env, repo.all()).await;
+            let all = all.unwrap();
+            assert_eq!((all.len(), n), (2, 1), "all");
+            assert!(all.iter().all(|p| p.tenant_id == *t.as_uuid()));
+
+            let (own, n) = pipelined(&env, repo.find_by_id(mine[0])).await;
+            assert_eq!((own.unwrap().map(|p| p.id), n), (Some(mine[0]), 1));
+            let (other, n) = pipelined(&env, repo.find_by_id(theirs[0])).await;
+            assert_eq!((other.unwrap(), n), (None, 1), "another tenant's row by id");
+
+            let (count, n) = pipelined(&env, repo.count()).await;
+            assert_eq!((count.unwrap(), n), (2, 1), "count");
+            let (exists, n) = pipelined(&env, repo.exists(post::Column::Id.eq(theirs[1]))).await;
+            assert_eq!(
+                (exists.unwrap(), n),
+                (false, 1),
+                "exists on another tenant's id"
+            );
+
+            let filtered = post::Entity::find()
+                .filter(
+                    post::Column::Slug
+                        .eq("world")
+                        .or(post::Column::Id.eq(theirs[0])),
+                )
+                .order_by_asc(post::Column::Slug);
+            let (rows, n) = pipelined(&env, filtered.all(&env.db)).await;
+            let rows = rows.unwrap();
+            assert_eq!(n, 1);
+            assert_eq!(rows.iter().map(|p| p.id).collect::<Vec<_>>(), [mine[1]]);
+
+            let pages = repo.paginate(repo.find().order_by_asc(post::Column::Slug), 1);
+            let (first, n) = pipelined(&env, pages.fetch_page(0)).await;
+            assert_eq!((first.unwrap()[0].id, n), (mine[0], 1), "first page");
+            let (items, n) = pipelined(&env, pages.num_items()).await;
+            assert_eq!((items.unwrap(), n), (2, 1), "paginator count");
+        })
+        .await;
+    }
+    // Writes, joins and transactions stay on sqlx.
+    tenant::scope(env.acme, async {
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        let (inserted, n) = pipelined(&env, repo.insert(crate::common::new_post("new"))).await;
+        assert_eq!((inserted.is_ok(), n), (true, 0), "insert");
+        let txn = env.db.begin().await.unwrap();
+        let (rows, n) = pipelined(&env, post::Entity::find().all(&txn)).await;
+        assert_eq!((rows.unwrap().len(), n), (3, 0), "read in a transaction");
+        txn.commit().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_kind_takes_the_pipeline_and_sees_one_tenant_app_level() {
+    every_read_kind_takes_the_pipeline_and_sees_one_tenant(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_kind_takes_the_pipeline_and_sees_one_tenant_under_rls() {
+    every_read_kind_takes_the_pipeline_and_sees_one_tenant(true).await;
+}
+
+/// Under RLS the pipelined read's own statement is confined by the policy: a filter that would
+/// match every tenant's rows still returns the bound tenant's only, because the transaction the
+/// pipeline opens binds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_read_runs_inside_its_tenant_binding() {
+    let env = env(true, 1).await;
+    env.seed().await;
+    tenant::scope(env.acme, async {
+        let setting = Expr::cust("current_setting('app.tenant_id', true)");
+        let rows = post::Entity::find()
+            .filter(setting.eq(env.acme.to_string()))
+            .all(&env.db);
+        let (rows, n) = pipelined(&env, rows).await;
+        assert_eq!(
+            (rows.unwrap().len(), n),
+            (2, 1),
+            "bound to acme while it ran"
+        );
+    })
+    .await;
+    crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+}
+
+/// A read dropped after its messages were sent, while PostgreSQL is still running its statement:
+/// the `COMMIT` went with it, so the one connection is free, unbound and outside any transaction
+/// for the next read, which sees its own tenant's rows only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cancelled_mid_flight_leaves_no_transaction_nor_tenant() {
+    let env = env(true, 1).await;
+    let s = env.seed().await;
+    let slow = || {
+        tenant::scope(env.acme, async {
+            post::Entity::find()
+                .filter(Expr::cust("(SELECT true FROM pg_sleep(0.05))"))
+                .all(&env.db)
+                .await
+        })
+    };
+    // Once in full, so that the statement is prepared and the cancelled rounds send it at once.
+    let (rows, n) = pipelined(&env, slow()).await;
+    assert_eq!((rows.unwrap().len(), n), (2, 1));
+    for round in 0..20_u64 {
+        let slow = slow();
+        let timeout = Duration::from_millis(1 + round % 5 * 10);
+        let (outcome, n) = pipelined(&env, tokio::time::timeout(timeout, slow)).await;
+        assert!(
+            outcome.is_err(),
+            "round {round}: the slow read should time out"
+        );
+        assert_eq!(n, 1, "the cancelled read was on the pipeline");
+        let next = tenant::scope(env.globex, post::Entity::find().all(&env.db))
+            .await
+            .unwrap();
+        let mut ids: Vec<Uuid> = next.iter().map(|p| p.id).collect();
+        ids.sort();
+        let mut want = s.globex.to_vec();
+        want.sort();
+        assert_eq!(ids, want, "round {round}: the next read is globex's alone");
+    }
+    crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+}
+
+/// An entity the pipeline cannot decode: a newtype field, which has no tokio-postgres decoding
+/// (known at compile time).
+#[allow(
+    unreachable_pub,
+    reason = "entity modules are public by SeaORM's convention"
+)]
+mod labelled {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveValueType)]
+    pub struct Label(pub String);
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
+    #[sea_orm(table_name = "labelled")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub label: Label,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_the_pipeline_cannot_decode_runs_on_sqlx_and_is_still_scoped() {
+    for rls in [false, true] {
+        let env = env(rls, 1).await;
+        let mut schema = tenant::TenantSchema::new().table::<labelled::Entity>();
+        if rls {
+            schema = schema.rls(tenant::Rls::default());
+        }
+        schema.create(&env.raw).await.unwrap();
+        env.seed().await;
+        for t in [env.acme, env.globex] {
+            tenant::scope(t, async {
+                labelled::ActiveModel {
+                    id: Set(Uuid::new_v4()),
+                    label: Set(labelled::Label(format!("of {t}"))),
+                    ..Default::default()
+                }
+                .insert(&env.db)
+                .await
+                .unwrap();
+            })
+            .await;
+        }
+        tenant::scope(env.acme, async {
+            let (labels, n) = pipelined(&env, labelled::Entity::find().all(&env.db)).await;
+            assert_eq!(n, 0, "no decoding for the newtype: sqlx (rls: {rls})");
+            let labels = labels.unwrap();
+            assert_eq!(labels.len(), 1);
+            assert_eq!(labels[0].label.0, format!("of {}", env.acme));
+            // Counts have no model to decode: they take the pipeline whatever the entity.
+            let (count, n) = pipelined(&env, labelled::Entity::find().count(&env.db)).await;
+            assert_eq!((count.unwrap(), n), (1, 1));
+
+            // Known only once the statement is prepared: the result lacks the model's columns.
+            // sqlx then runs it and reports what plain SeaORM would.
+            let partial = post::Entity::find()
+                .select_only()
+                .column(post::Column::Id)
+                .all(&env.db);
+            let (partial, n) = pipelined(&env, partial).await;
+            assert_eq!(
+                n, 0,
+                "a result without the model's columns: sqlx (rls: {rls})"
+            );
+            assert!(matches!(partial, Err(tenant::Error::Db(_))), "{partial:?}");
+        })
+        .await;
+    }
+}
+/// In RLS mode a pipeline whose role skips the policies (here the superuser) is refused on every
+/// read rather than allowed to read every tenant's rows; app-level mode has no policies to skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_rls_a_pipeline_as_a_role_that_bypasses_the_policies_is_refused() {
+    let (app, raw, keep) = crate::connections().await;
+    let admin_url = keep.admin_url.clone();
+    let env = Env::new_rls(app, raw, Box::new(keep))
+        .await
+        .with_pipeline(&admin_url, 1);
+    env.seed().await;
+    tenant::scope(env.acme, async {
+        for _ in 0..2 {
+            let (rows, n) = pipelined(&env, post::Entity::find().all(&env.db)).await;
+            let err = rows.unwrap_err();
+            assert!(matches!(err, tenant::Error::Config(_)), "{err}");
+            assert!(err.to_string().contains("superuser"), "{err}");
+            assert_eq!(n, 0, "nothing ran");
+        }
+        let count = post::Entity::find().count(&env.db).await.unwrap_err();
+        assert!(matches!(count, tenant::Error::Config(_)), "{count}");
+    })
+    .await;
+    // The same superuser pipeline on an app-level handle: no policies to skip, it reads.
+    let db = TenantDb::new(env.raw.clone())
+        .with_pipeline(env.pipeline.clone().unwrap())
+        .unwrap();
+    let rows = tenant::scope(env.acme, post::Entity::find().all(&db)).await;
+    assert_eq!(rows.unwrap().len(), 2);
+}
+
+/// Every distinct statement is prepared on its connection; the cache is bounded, so a program
+/// with many query shapes does not pile up prepared statements on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_per_pipelined_connection_are_bounded() {
+    let env = env(false, 1).await;
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        for n in 1..=300 {
+            // `IN` lists of n values: n distinct statements.
+            let ids: Vec<Uuid> = std::iter::repeat_n(s.acme[0], n).collect();
+            let (rows, ran) = pipelined(
+                &env,
+                post::Entity::find()
+                    .filter(post::Column::Id.is_in(ids))
+                    .all(&env.db),
+            )
+            .await;
+            assert_eq!((rows.unwrap().len(), ran), (1, 1));
+        }
+    })
+    .await;
+    let client = env.pipeline.as_ref().unwrap().pool().get().await.unwrap();
+    let held: i64 = client
+        .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (1..=257).contains(&held),
+        "{held} prepared statements held by one connection"
+    );
+}
+
+/// The pipeline is for PostgreSQL; a SQLite handle refuses it.
+#[tokio::test]
+async fn a_pipeline_on_a_sqlite_handle_is_refused() {
+    let sqlite = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+    let pipeline = tenant::Pipeline::connect("postgres://nobody@localhost/none", 1).unwrap();
+    let err = TenantDb::new(sqlite).with_pipeline(pipeline).unwrap_err();
+    assert!(matches!(err, tenant::Error::Config(_)), "{err}");
+    assert!(matches!(
+        tenant::Pipeline::connect("postgres://x@localhost/db", 0),
+        Err(tenant::Error::Config(_))
+    ));
+    assert!(matches!(
+        tenant::Pipeline::connect("not a url", 1),
+        Err(tenant::Error::Config(_))
+    ));
+}
