@@ -173,18 +173,10 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
-        let Some(params) = params(stmt) else {
+        let fits = |prepared: &tokio_postgres::Statement| decoder.plan(prepared.columns(), columns);
+        let Some((rows, at)) = self.query(stmt, fits).await? else {
             return Ok(None);
         };
-        let client = self.client().await?;
-        let prepared = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
-        if !bindable(&params, prepared.params()) {
-            return Ok(None);
-        }
-        let Some(at) = decoder.plan(prepared.columns(), columns) else {
-            return Ok(None);
-        };
-        let rows = self.run(&client, &prepared, &params).await?;
         let models = rows
             .iter()
             .map(|row| (decoder.decode)(row, &at))
@@ -196,22 +188,40 @@ impl Route<'_> {
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
     /// [`models`](Self::models).
     pub(crate) async fn count(&self, stmt: &Statement) -> Result<Option<u64>> {
-        let Some(params) = params(stmt) else {
+        let fits = |prepared: &tokio_postgres::Statement| {
+            (prepared.columns().first().map(Column::type_) == Some(&Type::INT8)).then_some(())
+        };
+        let Some((rows, ())) = self.query(stmt, fits).await? else {
             return Ok(None);
         };
-        let client = self.client().await?;
-        let prepared = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
-        if !bindable(&params, prepared.params())
-            || prepared.columns().first().map(Column::type_) != Some(&Type::INT8)
-        {
-            return Ok(None);
-        }
-        let rows = self.run(&client, &prepared, &params).await?;
         let count: i64 = rows
             .first()
             .map_or(Ok(0), |row| row.try_get(0))
             .map_err(db_err)?;
         Ok(Some(u64::try_from(count).unwrap_or(0)))
+    }
+
+    /// Prepares `stmt` and, when its values bind to the prepared parameters and `fits` accepts
+    /// the prepared result (giving what reading the rows needs), runs it. `None`: it does not
+    /// fit, and nothing has run.
+    async fn query<P>(
+        &self,
+        stmt: &Statement,
+        fits: impl FnOnce(&tokio_postgres::Statement) -> Option<P>,
+    ) -> Result<Option<(Vec<Row>, P)>> {
+        let Some(params) = params(stmt) else {
+            return Ok(None);
+        };
+        let client = self.client().await?;
+        let prepared = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
+        if !bindable(&params, prepared.params()) {
+            return Ok(None);
+        }
+        let Some(fit) = fits(&prepared) else {
+            return Ok(None);
+        };
+        let rows = self.run(&client, &prepared, &params).await?;
+        Ok(Some((rows, fit)))
     }
 
     /// A connection of the pool; in RLS mode, of a pool whose role the policies confine.
