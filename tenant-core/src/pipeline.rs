@@ -352,16 +352,23 @@ fn pool_err(err: deadpool_postgres::PoolError) -> Error {
     ))))
 }
 
-/// Decodes a model from a tokio-postgres row; generated per `Model` by the derive.
+/// Decodes a model from a tokio-postgres row: the model's [`Columns`] and how to build it from
+/// them, as the derive's `pg_decoder!` gives them.
 #[doc(hidden)]
 pub struct Decoder<M> {
     /// How many columns (fields not `#[sea_orm(ignore)]`) the model has.
-    pub columns: usize,
+    columns: usize,
     /// Whether each column's Rust type (in `Column` order) accepts a PostgreSQL type.
-    pub accepts: fn(usize, &Type) -> bool,
-    /// The model from a row, given where each column sits in it.
-    pub decode: fn(&Row, &[usize]) -> std::result::Result<M, tokio_postgres::Error>,
+    accepts: fn(usize, &Type) -> bool,
+    /// The model from a row, given where each column sits in it. Boxed: it erases the model's
+    /// column list, which is what lets tenant-core check the decoding once instead of the
+    /// derive writing it out per model.
+    decode: Box<DecodeFn<M>>,
 }
+
+/// Reads a model from a row, given where each column sits in it.
+type DecodeFn<M> =
+    dyn Fn(&Row, &[usize]) -> std::result::Result<M, tokio_postgres::Error> + Send + Sync;
 
 impl<M> Decoder<M> {
     /// Where each of `columns` sits in the statement's result, when every one is there with a
@@ -383,88 +390,123 @@ impl<M> Decoder<M> {
 
 impl<M> fmt::Debug for Decoder<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Decoder").finish_non_exhaustive()
+        f.debug_struct("Decoder")
+            .field("columns", &self.columns)
+            .finish_non_exhaustive()
     }
 }
 
-/// Picks, per field type, tokio-postgres's decoding when the type has one ([`ViaPg`], an impl on
-/// `&Probe<T>`) and none otherwise ([`ViaNone`], on `Probe<T>`): method lookup on
-/// `(&&Probe::<T>::NEW)` tries the reference first.
+/// A model's column types as a list `(A, (B, (C, ())))`, in `Column` order, each read by
+/// tokio-postgres. One generic impl for any length, so that a model's decoding is checked here
+/// once rather than per field in every derived entity.
+#[doc(hidden)]
+pub trait Columns: Sized + 'static {
+    /// How many columns.
+    const LEN: usize;
+
+    /// Whether column `i`'s type accepts the PostgreSQL type `ty`.
+    fn accepts(i: usize, ty: &Type) -> bool;
+
+    /// The columns, read from `row` at the positions `at` yields (one per column).
+    ///
+    /// # Errors
+    /// tokio-postgres's, when a value does not decode.
+    fn read(
+        row: &Row,
+        at: &mut std::slice::Iter<'_, usize>,
+    ) -> std::result::Result<Self, tokio_postgres::Error>;
+}
+
+impl Columns for () {
+    const LEN: usize = 0;
+
+    #[inline]
+    fn accepts(_: usize, _: &Type) -> bool {
+        false
+    }
+
+    #[inline]
+    fn read(
+        _: &Row,
+        _: &mut std::slice::Iter<'_, usize>,
+    ) -> std::result::Result<Self, tokio_postgres::Error> {
+        Ok(())
+    }
+}
+
+impl<H: FromSqlOwned + 'static, T: Columns> Columns for (H, T) {
+    const LEN: usize = T::LEN + 1;
+
+    #[inline]
+    fn accepts(i: usize, ty: &Type) -> bool {
+        match i.checked_sub(1) {
+            None => H::accepts(ty),
+            Some(rest) => T::accepts(rest, ty),
+        }
+    }
+
+    #[inline]
+    fn read(
+        row: &Row,
+        at: &mut std::slice::Iter<'_, usize>,
+    ) -> std::result::Result<Self, tokio_postgres::Error> {
+        let head = row.try_get(*at.next().expect("one position per column"))?;
+        Ok((head, T::read(row, at)?))
+    }
+}
+
+/// Picks, for a model's column list `L`, tokio-postgres's decoding when every column type has
+/// one ([`ViaPg`], an impl on `&Probe<L>`) and none otherwise ([`ViaNone`], on `Probe<L>`):
+/// method lookup on `(&&Probe::<L>::NEW)` tries the reference first.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct Probe<T>(PhantomData<T>);
+pub struct Probe<L>(PhantomData<L>);
 
-impl<T> Probe<T> {
+impl<L> Probe<L> {
     #[doc(hidden)]
     pub const NEW: Self = Self(PhantomData);
 }
 
-/// Reads one column of a row as `T`.
 #[doc(hidden)]
-pub type Getter<T> = fn(&Row, usize) -> std::result::Result<T, tokio_postgres::Error>;
-
-#[doc(hidden)]
-pub trait ViaPg<T> {
-    fn pg_get(&self) -> Option<Getter<T>>;
-    fn pg_accepts(&self, ty: &Type) -> bool;
+pub trait ViaPg<L> {
+    /// The decoder of a model that `build` makes from its columns.
+    fn pg_decoder<M: 'static>(&self, build: fn(L) -> M) -> Option<Decoder<M>>;
 }
 
-impl<T: FromSqlOwned> ViaPg<T> for &Probe<T> {
+impl<L: Columns> ViaPg<L> for &Probe<L> {
     #[inline]
-    fn pg_get(&self) -> Option<Getter<T>> {
-        Some(|row, at| row.try_get(at))
-    }
-    #[inline]
-    fn pg_accepts(&self, ty: &Type) -> bool {
-        T::accepts(ty)
+    fn pg_decoder<M: 'static>(&self, build: fn(L) -> M) -> Option<Decoder<M>> {
+        Some(Decoder {
+            columns: L::LEN,
+            accepts: L::accepts,
+            decode: Box::new(move |row, at| L::read(row, &mut at.iter()).map(build)),
+        })
     }
 }
 
 #[doc(hidden)]
-pub trait ViaNone<T> {
+pub trait ViaNone<L> {
+    /// No decoder: a column type has no tokio-postgres decoding.
     #[inline]
-    fn pg_get(&self) -> Option<Getter<T>> {
+    fn pg_decoder<M: 'static>(&self, _: fn(L) -> M) -> Option<Decoder<M>> {
         None
     }
-    #[inline]
-    fn pg_accepts(&self, _: &Type) -> bool {
-        false
-    }
 }
 
-impl<T> ViaNone<T> for Probe<T> {}
+impl<L> ViaNone<L> for Probe<L> {}
 
 /// The `Tenancy::__pg_decoder` of a `Model`, as `#[derive(TenantScoped)]` writes it:
-/// `pg_decoder!(Model { field: Type, .. } ignore { field, .. })` with the columns in order.
+/// `pg_decoder!(Model, (A, (B, ())), |(a, (b, ()))| Model { a, b, .. })`, the column types
+/// in `Column` order and how to build the model from them.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __pg_decoder {
-    ($model:ident { $($field:ident : $ty:ty),* $(,)? } ignore { $($ignored:ident),* $(,)? }) => {
+    ($model:ty, $columns:ty, $build:expr) => {
         #[inline]
         fn __pg_decoder() -> ::core::option::Option<$crate::pipeline::Decoder<$model>> {
             #[allow(unused_imports)]
             use $crate::pipeline::{Probe, ViaNone as _, ViaPg as _};
-            if !(true $(&& (&&Probe::<$ty>::NEW).pg_get().is_some())*) {
-                return ::core::option::Option::None;
-            }
-            ::core::option::Option::Some($crate::pipeline::Decoder {
-                columns: [$(::core::stringify!($field)),*].len(),
-                accepts: |i, ty| {
-                    let fields: &[fn(&$crate::pipeline::tokio_postgres::types::Type) -> bool] =
-                        &[$(|ty| (&&Probe::<$ty>::NEW).pg_accepts(ty)),*];
-                    fields.get(i).is_some_and(|accepts| accepts(ty))
-                },
-                decode: |row, at| {
-                    let mut at = at.iter().copied();
-                    ::core::result::Result::Ok($model {
-                        $($field: {
-                            let get = (&&Probe::<$ty>::NEW).pg_get().expect("checked above");
-                            get(row, at.next().expect("one position per column"))?
-                        },)*
-                        $($ignored: ::core::default::Default::default(),)*
-                    })
-                },
-            })
+            (&&Probe::<$columns>::NEW).pg_decoder($build)
         }
     };
 }
