@@ -16,8 +16,15 @@
 # TENANT_SRC=<dir> times another copy of this workspace (a change to the derive, say) instead of
 # a snapshot of this one.
 #
+# Wall time on a shared machine drifts by several percent between runs of the same tree.
+# COUNT=instructions counts instead the instructions of each crate's own `rustc` under valgrind
+# (cachegrind, no cache simulation): repeatable to a few parts in 10,000 whatever the load, and
+# slow (a few minutes per build). It counts three builds of each crate: a rebuild after `touch`
+# (incremental), a clean build with incremental compilation, and one without.
+#
 #   scripts/build-cost.sh                # RUNS=5 ENTITIES=50 PROFILE=dev
 #   RUNS=9 scripts/build-cost.sh
+#   COUNT=instructions scripts/build-cost.sh
 #   TENANT_SRC=/tmp/tenant-patched scripts/build-cost.sh
 set -euo pipefail
 
@@ -25,6 +32,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/target/build-cost
 runs=${RUNS:-5}
+count=${COUNT:-time}
+case $count in
+time) ;;
+instructions) command -v valgrind >/dev/null || { echo "COUNT=instructions needs valgrind" >&2; exit 1; } ;;
+*) echo "COUNT is time or instructions, not '$count'" >&2; exit 1 ;;
+esac
 entities=${ENTITIES:-50}
 profile=${PROFILE:-dev}
 export CARGO_TARGET_DIR=$out/target
@@ -111,6 +124,53 @@ build "$out/plain"
 # Once more each, so that both timed modes start from a crate that was built at least twice.
 build "$out/derived"
 build "$out/plain"
+
+# instructions <kind>: the instructions of the crate's rustc in the three builds, one line.
+instructions() {
+    local dir=$out/$1 cmd incdir runs_dir=$out/cachegrind
+    mkdir -p "$runs_dir"
+    touch "$dir/src/lib.rs"
+    # The crate's own rustc invocation, as cargo runs it (the dependencies are built).
+    cmd=$(cd "$dir" && cargo build --offline --profile "$profile" -v 2>&1 |
+        sed -nE "s/^ *Running \`(.*--crate-name build_cost_$1 .*)\`\$/\1/p")
+    [ -n "$cmd" ] || { echo "no rustc command line for build-cost-$1" >&2; exit 1; }
+    incdir=
+    if [[ $cmd == *" -C incremental="* ]]; then
+        incdir=$(sed -E 's/.* -C incremental=([^ ]+).*/\1/' <<<"$cmd")
+    fi
+    count_one() { # <name> <command>
+        (cd "$dir" && eval "valgrind --tool=cachegrind --cache-sim=no \
+            --cachegrind-out-file=$runs_dir/$1-%p.out $2" >/dev/null 2>"$runs_dir/$1.log")
+        sed -nE 's/.*I +refs: +([0-9,]+).*/\1/p' "$runs_dir/$1.log" | tr -d ,
+    }
+    touch "$dir/src/lib.rs"
+    local rebuild clean noinc
+    rebuild=$(count_one "$1-rebuild" "$cmd")
+    [ -z "$incdir" ] || rm -rf "$incdir"
+    clean=$(count_one "$1-clean" "$cmd")
+    noinc=$(count_one "$1-noinc" "$(sed -E 's/ -C incremental=[^ ]+//' <<<"$cmd")")
+    echo "$rebuild $clean $noinc"
+}
+
+if [ "$count" = instructions ]; then
+    echo "counting instructions under valgrind (a few minutes per build)..."
+    derived=$(instructions derived)
+    plain=$(instructions plain)
+    read -r d_rebuild d_clean d_noinc <<<"$derived"
+    read -r p_rebuild p_clean p_noinc <<<"$plain"
+    row() {
+        awk -v what="$1" -v p="$2" -v d="$3" 'BEGIN {
+            printf "| %s | %.3f G | %.3f G | %.3f | %+.1f%% |\n", what, p / 1e9, d / 1e9, d / p, (d / p - 1) * 100
+        }'
+    }
+    echo
+    echo "| instructions of the crate's rustc ($profile, $entities entities) | plain SeaORM | with the derive | ratio | added |"
+    echo "|---|--:|--:|--:|--:|"
+    row 'rebuild after `touch src/lib.rs` (incremental)' "$p_rebuild" "$d_rebuild"
+    row 'clean build (incremental)' "$p_clean" "$d_clean"
+    row 'clean build (`CARGO_INCREMENTAL=0`)' "$p_noinc" "$d_noinc"
+    exit 0
+fi
 
 # ms <command..>: wall milliseconds of the command.
 ms() {
