@@ -4,7 +4,8 @@
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ActiveValue, DbErr, DeleteMany, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, UpdateMany, Value,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryTrait, UpdateMany, Value,
+    sea_query::FromValueTuple as _,
 };
 
 use crate::context::{Access, audit_system};
@@ -14,6 +15,8 @@ use crate::select::{Plan, Scoped, in_unit};
 use crate::{Error, Result};
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+type KeyOf<A> =
+    <<<A as ActiveModelTrait>::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType;
 
 /// Sets the tenant column of an insert to the tenant in scope. A row that already names another
 /// tenant is refused, never silently rewritten.
@@ -176,8 +179,24 @@ where
     in_unit!(plan, conn, |exec| async move {
         let mut am = am.before_save(exec, false).await?;
         freeze_tenant(&mut am, &access)?;
+        let key = am.get_primary_key_value();
         let query = plan_ref.apply(A::Entity::update(am).validate()?);
-        let model = query.exec(exec).await.map_err(not_found::<A::Entity>)?;
+        let model = if query.as_query().get_values().is_empty() {
+            // Nothing to set: SeaORM would read the row back by its key alone, which finds
+            // another tenant's row too. Read it back with the tenant predicate instead.
+            let key = key.ok_or(DbErr::UpdateGetPrimaryKey)?;
+            #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+            let find = A::Entity::find_by_id(KeyOf::<A>::from_value_tuple(key));
+            plan_ref
+                .apply(find)
+                .one(exec)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    entity: table_name::<A::Entity>(),
+                })?
+        } else {
+            query.exec(exec).await.map_err(not_found::<A::Entity>)?
+        };
         Ok::<_, Error>(A::after_save(model, exec, false).await?)
     })
 }

@@ -211,6 +211,7 @@ macro_rules! scenarios {
             insert_many_is_all_or_nothing_on_a_foreign_tenant_id,
             update_by_id_cannot_touch_another_tenants_row,
             update_cannot_change_the_tenant,
+            update_with_nothing_to_set_cannot_read_another_tenants_row,
             delete_by_id_cannot_touch_another_tenants_row,
             update_many_and_delete_many_are_scoped,
             upsert_never_touches_another_tenants_row,
@@ -441,6 +442,48 @@ pub async fn update_by_id_cannot_touch_another_tenants_row(env: &Env) {
     })
     .await;
     assert_eq!(env.raw_post(s.globex[0]).await.title, "Title hello");
+}
+
+/// SeaORM answers an update with no column to set by reading the row back by its key alone:
+/// scoped, that read must not find another tenant's row.
+pub async fn update_with_nothing_to_set_cannot_read_another_tenants_row(env: &Env) {
+    let s = env.seed().await;
+    tenant::scope(env.acme, async {
+        // Only the key, or the key and this tenant's id (kept out of the `SET` list).
+        let key_only = post::ActiveModel {
+            id: Set(s.globex[0]),
+            ..Default::default()
+        };
+        let with_tenant = post::ActiveModel {
+            id: Set(s.globex[0]),
+            tenant_id: Set(tid(env.acme)),
+            ..Default::default()
+        };
+        for am in [key_only, with_tenant] {
+            let err = am.clone().update(&env.db).await.unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err}");
+            let err = post::Entity::update(am.clone())
+                .exec(&env.db)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err}");
+            let err = TenantRepo::<post::Entity>::new(&env.db)
+                .update(am.clone())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err}");
+            let err = am.save(&env.db).await.unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        }
+        // Its own row comes back unchanged.
+        let own = post::ActiveModel {
+            id: Set(s.acme[0]),
+            ..Default::default()
+        };
+        let model = own.update(&env.db).await.unwrap();
+        assert_eq!((model.id, model.tenant_id), (s.acme[0], tid(env.acme)));
+    })
+    .await;
 }
 
 pub async fn update_cannot_change_the_tenant(env: &Env) {
