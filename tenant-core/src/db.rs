@@ -122,13 +122,14 @@ impl TenantDb {
     }
 
     /// Runs the reads that return whole models or a count (`all`, `one`, `exists`,
-    /// `find_by_id`, `count`, paginator pages) on `pipeline`, which sends the tenant binding, the
-    /// statement and the `COMMIT` of an RLS-mode read together: one round trip instead of three.
+    /// `find_by_id`, `count`, paginator pages) and the single-row writes (insert, update, delete
+    /// by key) on `pipeline`, which sends the tenant binding, the statement and the `COMMIT` of
+    /// an RLS-mode statement together: one round trip instead of three.
     ///
     /// The same tenant predicate and, in RLS mode, the same `BEGIN; SET LOCAL ..` are sent; only
-    /// the driver differs. Writes, transactions, system scopes and reads whose model has a field
-    /// type tokio-postgres cannot decode stay on the SeaORM connection. See
-    /// [`pipeline`](crate::pipeline).
+    /// the driver differs. Transactions, system scopes, many-row writes and models with a field
+    /// type tokio-postgres cannot decode stay on the SeaORM connection; so does a write whose
+    /// SeaORM hooks use the database. See [`pipeline`](crate::pipeline).
     ///
     /// Connect the pipeline as the same role as this handle's connection. In RLS mode its reads
     /// fail with [`Error::Config`] when that role is a superuser or has `BYPASSRLS` (checked once,

@@ -8,6 +8,8 @@ mod context;
 mod db;
 mod entity;
 mod error;
+#[cfg(feature = "pipeline")]
+mod hooks;
 mod id;
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]

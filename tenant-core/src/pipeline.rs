@@ -1,5 +1,5 @@
 //! The pipelined PostgreSQL executor: a second driver (tokio-postgres) for the reads whose rows
-//! this crate can decode itself.
+//! this crate can decode itself, and for the single-row writes.
 //!
 //! sqlx awaits every message before it sends the next, so in RLS mode a read costs three round
 //! trips: `BEGIN; SET LOCAL ..`, the statement, `COMMIT`. tokio-postgres writes requests as soon
@@ -7,12 +7,19 @@
 //! back in one round trip. Outside RLS mode the statement alone goes out, on a driver with less
 //! work per query than sqlx.
 //!
-//! Only reads that return whole models of a declared entity (`all`, `one`, `exists`,
-//! `find_by_id`, pages) or a count take this path, and only when every column of the model has a
-//! tokio-postgres decoding that accepts the column's type and every bound value has an encoding
-//! for its parameter's type; both are checked against the prepared statement before anything
-//! runs. Everything else, every write and every [`TenantTxn`](crate::TenantTxn) stays on
-//! SeaORM's sqlx connection.
+//! Reads: those that return whole models of a declared entity (`all`, `one`, `exists`,
+//! `find_by_id`, pages) or a count, when every column of the model has a tokio-postgres decoding
+//! that accepts the column's type and every bound value has an encoding for its parameter's
+//! type; both are checked against the prepared statement before anything runs.
+//!
+//! Writes: insert, update and delete of one row by key, with the same checks. In RLS mode a
+//! delete by id is one round trip; a write with SeaORM hooks is two (the transaction stays open
+//! while `after_save` runs, then `COMMIT`), and a hook that uses the database keeps the write on
+//! sqlx, in the hook's own tenant-bound unit. A statement PostgreSQL refuses took no effect and
+//! runs again on sqlx, so that its error is SeaORM's.
+//!
+//! Everything else (many-row writes, upserts, joins, partial models, every
+//! [`TenantTxn`](crate::TenantTxn) and system scope) stays on SeaORM's sqlx connection.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -165,6 +172,11 @@ pub struct Route<'a> {
 }
 
 impl Route<'_> {
+    /// Whether the route binds a tenant (RLS mode): its statements run in a transaction.
+    pub(crate) fn binds(&self) -> bool {
+        self.begin.is_some()
+    }
+
     /// The rows of `stmt` as `M`s, or `None` when `decoder` or the bound values do not fit the
     /// prepared statement (the caller then runs it on sqlx; nothing has run yet).
     pub(crate) async fn models<M>(
@@ -173,16 +185,11 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
-        let fits = |prepared: &tokio_postgres::Statement| decoder.plan(prepared.columns(), columns);
-        let Some((rows, at)) = self.query(stmt, fits).await? else {
+        let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
             return Ok(None);
         };
-        let models = rows
-            .iter()
-            .map(|row| (decoder.decode)(row, &at))
-            .collect::<std::result::Result<Vec<M>, _>>()
-            .map_err(db_err)?;
-        Ok(Some(models))
+        let rows = ready.run(&client, self, Commit::WithStatement).await?;
+        decode(decoder, &rows, &ready.fit).map(Some)
     }
 
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
@@ -191,9 +198,10 @@ impl Route<'_> {
         let fits = |prepared: &tokio_postgres::Statement| {
             (prepared.columns().first().map(Column::type_) == Some(&Type::INT8)).then_some(())
         };
-        let Some((rows, ())) = self.query(stmt, fits).await? else {
+        let Some((client, ready)) = self.prepare(stmt, fits).await? else {
             return Ok(None);
         };
+        let rows = ready.run(&client, self, Commit::WithStatement).await?;
         let count: i64 = rows
             .first()
             .map_or(Ok(0), |row| row.try_get(0))
@@ -201,27 +209,97 @@ impl Route<'_> {
         Ok(Some(u64::try_from(count).unwrap_or(0)))
     }
 
-    /// Prepares `stmt` and, when its values bind to the prepared parameters and `fits` accepts
-    /// the prepared result (giving what reading the rows needs), runs it. `None`: it does not
-    /// fit, and nothing has run.
-    async fn query<P>(
+    /// Runs the write `stmt` (`.. RETURNING` every column of `M`) and decodes what it returns,
+    /// committed with it in RLS mode. `None` when it does not fit, as for [`models`](Self::models),
+    /// and also when PostgreSQL refuses it: it then took no effect, and the caller runs it again
+    /// on sqlx, which reports the refusal as SeaORM's error.
+    pub(crate) async fn write_models<M>(
+        &self,
+        stmt: &Statement,
+        decoder: &Decoder<M>,
+        columns: &[&str],
+    ) -> Result<Option<Vec<M>>> {
+        let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
+            return Ok(None);
+        };
+        match refused(ready.run(&client, self, Commit::WithStatement).await)? {
+            Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs the write `stmt` and counts the rows it touched; `None` as for
+    /// [`write_models`](Self::write_models).
+    pub(crate) async fn write_count(&self, stmt: &Statement) -> Result<Option<u64>> {
+        let Some((client, ready)) = self.prepare(stmt, |_| Some(())).await? else {
+            return Ok(None);
+        };
+        refused(ready.execute(&client, self, Commit::WithStatement).await)
+    }
+
+    /// Like [`write_models`](Self::write_models) in RLS mode, leaving the transaction open: the
+    /// caller ends it with [`Open::commit`] or [`Open::rollback`] after work that must succeed
+    /// for the write to stand (a SeaORM `after_save` hook).
+    pub(crate) async fn open_models<M>(
+        &self,
+        stmt: &Statement,
+        decoder: &Decoder<M>,
+        columns: &[&str],
+    ) -> Result<Option<(Vec<M>, Open)>> {
+        let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
+            return Ok(None);
+        };
+        // Owned by the guard before anything is sent: dropped from here on, the connection
+        // leaves the pool instead of going back with the transaction open.
+        let open = Open::new(client);
+        let Some(rows) = refused(ready.run(open.client(), self, Commit::Later).await)? else {
+            open.rollback().await;
+            return Ok(None);
+        };
+        Ok(Some((decode(decoder, &rows, &ready.fit)?, open)))
+    }
+
+    /// Like [`write_count`](Self::write_count) in RLS mode, leaving the transaction open as
+    /// [`open_models`](Self::open_models) does.
+    pub(crate) async fn open_count(&self, stmt: &Statement) -> Result<Option<(u64, Open)>> {
+        let Some((client, ready)) = self.prepare(stmt, |_| Some(())).await? else {
+            return Ok(None);
+        };
+        let open = Open::new(client);
+        let Some(count) = refused(ready.execute(open.client(), self, Commit::Later).await)? else {
+            open.rollback().await;
+            return Ok(None);
+        };
+        Ok(Some((count, open)))
+    }
+
+    /// Prepares `stmt` and checks that its values bind to the prepared parameters and that
+    /// `fits` accepts the prepared result (giving what reading the rows needs). `None`: it does
+    /// not fit, and nothing has run.
+    async fn prepare<P>(
         &self,
         stmt: &Statement,
         fits: impl FnOnce(&tokio_postgres::Statement) -> Option<P>,
-    ) -> Result<Option<(Vec<Row>, P)>> {
+    ) -> Result<Option<(deadpool_postgres::Object, Prepared<P>)>> {
         let Some(params) = params(stmt) else {
             return Ok(None);
         };
         let client = self.client().await?;
-        let prepared = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
-        if !bindable(&params, prepared.params()) {
+        let statement = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
+        if !bindable(&params, statement.params()) {
             return Ok(None);
         }
-        let Some(fit) = fits(&prepared) else {
+        let Some(fit) = fits(&statement) else {
             return Ok(None);
         };
-        let rows = self.run(&client, &prepared, &params).await?;
-        Ok(Some((rows, fit)))
+        Ok(Some((
+            client,
+            Prepared {
+                statement,
+                params,
+                fit,
+            },
+        )))
     }
 
     /// A connection of the pool; in RLS mode, of a pool whose role the policies confine.
@@ -238,34 +316,188 @@ impl Route<'_> {
         }
         Ok(client)
     }
+}
 
-    /// Runs `prepared` in the route's transaction: the opening message, the statement and the
-    /// `COMMIT` are issued together, so they leave in one write and return in one round trip.
+/// Whether a statement's `COMMIT` goes out with it (RLS mode).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    WithStatement,
+    /// Left to the caller's [`Open`].
+    Later,
+}
+
+/// A statement prepared on a connection, with its values and what reading its rows needs.
+struct Prepared<P> {
+    statement: tokio_postgres::Statement,
+    params: Vec<PostgresValue>,
+    fit: P,
+}
+
+impl<P> Prepared<P> {
+    /// The statement's rows, run in the route's transaction: the opening message, the statement
+    /// and (unless `commit` is `Later`) the `COMMIT` are issued together, so they leave in one
+    /// write and return in one round trip.
     async fn run(
         &self,
         client: &tokio_postgres::Client,
-        prepared: &tokio_postgres::Statement,
-        params: &[PostgresValue],
-    ) -> Result<Vec<Row>> {
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
-        self.pipeline.statements.fetch_add(1, Ordering::Relaxed);
-        let Some(begin) = &self.begin else {
-            return client.query(prepared, &refs).await.map_err(db_err);
-        };
-        // Each future sends its request on its first poll, and `join!` polls all three in order
-        // in one go: either none is sent (dropped before the first poll) or all are, `COMMIT`
-        // included, so a cancelled read never leaves its transaction, or its tenant, open on
-        // the connection. When the statement fails, PostgreSQL answers the `COMMIT` with a
-        // rollback.
-        let (opened, rows, committed) = tokio::join!(
-            client.batch_execute(begin),
-            client.query(prepared, &refs),
-            client.batch_execute("COMMIT"),
-        );
-        opened.map_err(db_err)?;
-        let rows = rows.map_err(db_err)?;
-        committed.map_err(db_err)?;
-        Ok(rows)
+        route: &Route<'_>,
+        commit: Commit,
+    ) -> Result<Vec<Row>, Refusal> {
+        let refs = self.refs();
+        route.pipeline.statements.fetch_add(1, Ordering::Relaxed);
+        let query = client.query(&self.statement, &refs);
+        in_transaction(client, route.begin.as_deref(), commit, query).await
+    }
+
+    /// How many rows the statement touched, run as [`run`](Self::run) runs it.
+    async fn execute(
+        &self,
+        client: &tokio_postgres::Client,
+        route: &Route<'_>,
+        commit: Commit,
+    ) -> Result<u64, Refusal> {
+        let refs = self.refs();
+        route.pipeline.statements.fetch_add(1, Ordering::Relaxed);
+        let execute = client.execute(&self.statement, &refs);
+        in_transaction(client, route.begin.as_deref(), commit, execute).await
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params.iter().map(|p| p as _).collect()
+    }
+}
+
+/// Runs `statement` after `begin` (when bound) and before `COMMIT` (unless `Later`).
+async fn in_transaction<T>(
+    client: &tokio_postgres::Client,
+    begin: Option<&str>,
+    commit: Commit,
+    statement: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+) -> Result<T, Refusal> {
+    let Some(begin) = begin else {
+        return statement.await.map_err(Refusal::from);
+    };
+    // Each future sends its request on its first poll, and `join!` polls them in order in one
+    // go: either none is sent (dropped before the first poll) or all are, so a cancelled
+    // statement never leaves its transaction, or its tenant, open on the connection (with
+    // `Later`, the caller's `Open` sees to that). When the statement fails, PostgreSQL answers
+    // the `COMMIT` with a rollback.
+    let (opened, result, committed) = match commit {
+        Commit::WithStatement => {
+            let (opened, result, committed) = tokio::join!(
+                client.batch_execute(begin),
+                statement,
+                client.batch_execute("COMMIT"),
+            );
+            (opened, result, committed)
+        }
+        Commit::Later => {
+            let (opened, result) = tokio::join!(client.batch_execute(begin), statement);
+            (opened, result, Ok(()))
+        }
+    };
+    opened?;
+    let value = result?;
+    committed?;
+    Ok(value)
+}
+
+/// Why a pipelined statement did not succeed.
+enum Refusal {
+    /// PostgreSQL refused the statement or its transaction: nothing took effect.
+    Refused(tokio_postgres::Error),
+    /// Anything else, such as a lost connection: whether it took effect is unknown.
+    Failed(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for Refusal {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if err.as_db_error().is_some() {
+            Refusal::Refused(err)
+        } else {
+            Refusal::Failed(err)
+        }
+    }
+}
+
+/// A read's result: a refused statement is an error like any other.
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Refused(err) | Refusal::Failed(err) => db_err(err),
+        }
+    }
+}
+
+/// A write's result: `None` when PostgreSQL refused the statement (run it again on sqlx).
+fn refused<T>(result: std::result::Result<T, Refusal>) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Refusal::Refused(_)) => Ok(None),
+        Err(Refusal::Failed(err)) => Err(db_err(err)),
+    }
+}
+
+fn models_fit<'a, M>(
+    decoder: &'a Decoder<M>,
+    columns: &'a [&'a str],
+) -> impl FnOnce(&tokio_postgres::Statement) -> Option<Vec<usize>> + 'a {
+    move |prepared| decoder.plan(prepared.columns(), columns)
+}
+
+fn decode<M>(decoder: &Decoder<M>, rows: &[Row], at: &[usize]) -> Result<Vec<M>> {
+    rows.iter()
+        .map(|row| (decoder.decode)(row, at))
+        .collect::<std::result::Result<Vec<M>, _>>()
+        .map_err(db_err)
+}
+
+/// A write's transaction left open on its connection (RLS mode). Ending it returns the
+/// connection to the pool; dropping it unended takes the connection out of the pool and closes
+/// it, which makes PostgreSQL roll the transaction back: no later statement can run inside it,
+/// under its tenant.
+pub(crate) struct Open {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl Open {
+    fn new(client: deadpool_postgres::Object) -> Self {
+        Self {
+            client: Some(client),
+        }
+    }
+
+    fn client(&self) -> &tokio_postgres::Client {
+        self.client
+            .as_ref()
+            .expect("an open transaction has its connection")
+    }
+
+    /// Commits the write.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        self.client()
+            .batch_execute("COMMIT")
+            .await
+            .map_err(db_err)?;
+        // Ended: back to the pool.
+        self.client = None;
+        Ok(())
+    }
+
+    /// Rolls the write back; on failure the connection is closed instead, which does the same.
+    pub(crate) async fn rollback(mut self) {
+        if self.client().batch_execute("ROLLBACK").await.is_ok() {
+            self.client = None;
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            // Not back to the pool: the connection closes when its client is dropped.
+            drop(deadpool_postgres::Object::take(client));
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::db::TenantConnection;
 use crate::entity::{TenantScoped, table_name};
 use crate::select::{Plan, Scoped, in_unit};
 use crate::{Error, Result};
+use sea_orm::ConnectionTrait;
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 type KeyOf<A> =
@@ -123,17 +124,83 @@ where
     C: TenantConnection,
 {
     let plan = Plan::of::<A::Entity, C>(conn, "insert")?;
+    save_row(conn, plan, am, true).await
+}
+
+/// An insert (`insert`) or an update by key, with the model's `before_save` and `after_save`
+/// hooks around it.
+async fn save_row<A, C>(conn: &C, plan: Plan, am: A, insert: bool) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    C: TenantConnection,
+{
     let access = plan.access().cloned().ok_or(Error::NoTenant)?;
+    #[cfg(feature = "pipeline")]
+    if let Some(route) = crate::db::route(conn, plan.access())
+        && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
+    {
+        // Boxed: keeps the pipelined path's state out of every write's future.
+        return Box::pin(piped::save(
+            conn, &plan, &route, &decoder, am, &access, insert,
+        ))
+        .await;
+    }
+    let plan_ref = &plan;
     in_unit!(plan, conn, |exec| async move {
-        let mut am = am.before_save(exec, true).await?;
-        // Stamped after the hook, so a hook cannot move the row to another tenant.
-        stamp(&mut am, &access)?;
-        let model = A::Entity::insert(am)
+        let mut am = am.before_save(exec, insert).await?;
+        hold_tenant(&mut am, &access, insert)?;
+        let model = save_statement(exec, plan_ref, am, insert).await?;
+        Ok::<_, Error>(A::after_save(model, exec, insert).await?)
+    })
+}
+
+/// Stamps an insert with the tenant, or freezes it in an update. After the `before_save` hook,
+/// so that a hook cannot move the row to another tenant.
+fn hold_tenant<A>(am: &mut A, access: &Access, insert: bool) -> Result<()>
+where
+    A: ActiveModelTrait,
+    A::Entity: TenantScoped,
+{
+    if insert {
+        stamp(am, access)
+    } else {
+        freeze_tenant(am, access)
+    }
+}
+
+/// Runs the insert or update of `am` (tenant held) on `exec` and returns the row as stored.
+async fn save_statement<A, X>(exec: &X, plan: &Plan, am: A, insert: bool) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + Send,
+    A::Entity: TenantScoped,
+    ModelOf<A>: IntoActiveModel<A>,
+    X: ConnectionTrait,
+{
+    if insert {
+        return A::Entity::insert(am)
             .exec_with_returning(exec)
             .await
-            .map_err(write_error::<A::Entity>)?;
-        Ok::<_, Error>(A::after_save(model, exec, true).await?)
-    })
+            .map_err(write_error::<A::Entity>);
+    }
+    let key = am.get_primary_key_value();
+    let query = plan.apply(A::Entity::update(am).validate()?);
+    if query.as_query().get_values().is_empty() {
+        // Nothing to set: SeaORM would read the row back by its key alone, which finds another
+        // tenant's row too. Read it back with the tenant predicate instead.
+        let key = key.ok_or(DbErr::UpdateGetPrimaryKey)?;
+        #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+        let find = A::Entity::find_by_id(KeyOf::<A>::from_value_tuple(key));
+        return plan
+            .apply(find)
+            .one(exec)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                entity: table_name::<A::Entity>(),
+            });
+    }
+    query.exec(exec).await.map_err(not_found::<A::Entity>)
 }
 
 /// Inserts many rows, each stamped, and returns them as stored. Refuses all of them when any
@@ -174,31 +241,7 @@ where
     C: TenantConnection,
 {
     let plan = Plan::of::<A::Entity, C>(conn, "update")?;
-    let access = plan.access().cloned().ok_or(Error::NoTenant)?;
-    let plan_ref = &plan;
-    in_unit!(plan, conn, |exec| async move {
-        let mut am = am.before_save(exec, false).await?;
-        freeze_tenant(&mut am, &access)?;
-        let key = am.get_primary_key_value();
-        let query = plan_ref.apply(A::Entity::update(am).validate()?);
-        let model = if query.as_query().get_values().is_empty() {
-            // Nothing to set: SeaORM would read the row back by its key alone, which finds
-            // another tenant's row too. Read it back with the tenant predicate instead.
-            let key = key.ok_or(DbErr::UpdateGetPrimaryKey)?;
-            #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
-            let find = A::Entity::find_by_id(KeyOf::<A>::from_value_tuple(key));
-            plan_ref
-                .apply(find)
-                .one(exec)
-                .await?
-                .ok_or_else(|| Error::NotFound {
-                    entity: table_name::<A::Entity>(),
-                })?
-        } else {
-            query.exec(exec).await.map_err(not_found::<A::Entity>)?
-        };
-        Ok::<_, Error>(A::after_save(model, exec, false).await?)
-    })
+    save_row(conn, plan, am, false).await
 }
 
 /// Inserts when the primary key is unset, updates otherwise.
@@ -227,18 +270,38 @@ where
     C: TenantConnection,
 {
     let plan = Plan::of::<A::Entity, C>(conn, "delete")?;
+    #[cfg(feature = "pipeline")]
+    if let Some(route) = crate::db::route(conn, plan.access()) {
+        return Box::pin(piped::delete(conn, &plan, &route, am)).await;
+    }
     let plan_ref = &plan;
     in_unit!(plan, conn, |exec| async move {
         let am = am.before_delete(exec).await?;
-        let query = plan_ref.apply(A::Entity::delete(am.clone()).validate()?);
-        if query.exec(exec).await?.rows_affected == 0 {
-            return Err(Error::NotFound {
-                entity: table_name::<A::Entity>(),
-            });
-        }
+        delete_statement(exec, plan_ref, &am).await?;
         am.after_delete(exec).await?;
-        Ok(())
+        Ok::<_, Error>(())
     })
+}
+
+/// Runs the delete of `am`'s row on `exec`.
+async fn delete_statement<A, X>(exec: &X, plan: &Plan, am: &A) -> Result<()>
+where
+    A: ActiveModelTrait + Send,
+    A::Entity: TenantScoped,
+    X: ConnectionTrait,
+{
+    let query = plan.apply(A::Entity::delete(am.clone()).validate()?);
+    deleted::<A::Entity>(query.exec(exec).await?.rows_affected)
+}
+
+/// A delete by key that touched no row: the tenant has no such row.
+fn deleted<E: EntityTrait>(rows: u64) -> Result<()> {
+    if rows == 0 {
+        return Err(Error::NotFound {
+            entity: table_name::<E>(),
+        });
+    }
+    Ok(())
 }
 
 /// Deletes the row with primary key `id` in the tenant in scope; [`Error::NotFound`] otherwise.
@@ -251,13 +314,16 @@ where
     let plan = Plan::of::<E, C>(conn, "delete")?;
     #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
     let query = plan.apply(E::delete_by_id(id));
-    let result = in_unit!(plan, conn, |exec| query.exec(exec))?;
-    if result.rows_affected == 0 {
-        return Err(Error::NotFound {
-            entity: table_name::<E>(),
-        });
+    #[cfg(feature = "pipeline")]
+    if let Some(route) = crate::db::route(conn, plan.access()) {
+        // No hooks: the delete and, in RLS mode, its transaction go out in one round trip.
+        let sql = sea_orm::DbBackend::Postgres.build(query.as_query());
+        if let Some(rows) = Box::pin(route.write_count(&sql)).await? {
+            return deleted::<E>(rows);
+        }
     }
-    Ok(())
+    let result = in_unit!(plan, conn, |exec| query.exec(exec))?;
+    deleted::<E>(result.rows_affected)
 }
 
 /// Inserts the row, or updates the row of the current tenant that has the same primary key.
@@ -480,5 +546,254 @@ impl<E: TenantScoped> DeleteById<E> {
     /// Deletes the row in the tenant in scope; [`Error::NotFound`] for any other tenant's.
     pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<()> {
         delete_by_id::<E, C, _>(conn, self.id).await
+    }
+}
+
+/// Writes on the pipelined executor. The statements are SeaORM's, built for PostgreSQL; the
+/// hooks keep their semantics:
+///
+/// - App-level mode: the hooks run on the pool as they do on sqlx (no transaction around
+///   them), and only the write's own statement moves to the pipeline.
+/// - RLS mode: the hooks before the write get an executor that opens the write's tenant-bound
+///   unit on first use; when they use it, the write goes on in that unit on sqlx, as without
+///   the pipeline. Otherwise `BEGIN; SET LOCAL ..` and the statement go out together, and the
+///   hook after the write runs while the transaction is open, then `COMMIT` (or, if the hook
+///   fails, `ROLLBACK`). A hook after the write that tries the database (the open transaction
+///   is not a SeaORM connection) is refused; the transaction is rolled back and the write runs
+///   again on sqlx from after the first hook, the second hook included.
+///
+/// A statement PostgreSQL refuses took no effect and runs again on sqlx, which reports the
+/// refusal as SeaORM's error (`DbErr::sql_err`), as without the pipeline.
+#[cfg(feature = "pipeline")]
+mod piped {
+    use sea_orm::sea_query::{Query, ReturningClause};
+    use sea_orm::{
+        ActiveModelBehavior, ActiveModelTrait, ColumnTrait, DbBackend, DbErr, EntityTrait,
+        IdenStatic, IntoActiveModel, Iterable, QueryTrait, Statement,
+    };
+
+    use super::{
+        ModelOf, delete_statement, deleted, hold_tenant, not_found, save_statement, write_error,
+    };
+    use crate::context::Access;
+    use crate::db::TenantConnection;
+    use crate::entity::TenantScoped;
+    use crate::hooks::{Lazy, Refuse};
+    use crate::pipeline::{Decoder, Route};
+    use crate::select::{Plan, in_unit};
+    use crate::{Error, Result};
+
+    /// `RETURNING` every column, as SeaORM's `exec_with_returning` writes it for PostgreSQL.
+    fn returning<E: EntityTrait>() -> ReturningClause {
+        Query::returning().exprs(
+            E::Column::iter().map(|c| c.select_as(c.into_returning_expr(DbBackend::Postgres))),
+        )
+    }
+
+    /// The insert or update of `am` (tenant held) returning every column; `None` for an update
+    /// with nothing to set, which `save_statement` answers with a scoped read.
+    fn save_sql<A>(plan: &Plan, am: &A, insert: bool) -> Result<Option<Statement>>
+    where
+        A: ActiveModelTrait,
+        A::Entity: TenantScoped,
+    {
+        if insert {
+            let mut query = A::Entity::insert(am.clone()).into_query();
+            query.returning(returning::<A::Entity>());
+            return Ok(Some(DbBackend::Postgres.build(&query)));
+        }
+        let update = plan.apply(A::Entity::update(am.clone()).validate()?);
+        if update.as_query().get_values().is_empty() {
+            return Ok(None);
+        }
+        let mut query = update.into_query();
+        query.returning(returning::<A::Entity>());
+        Ok(Some(DbBackend::Postgres.build(&query)))
+    }
+
+    /// The row a save returned; none is what SeaORM reports for an insert without its row, and
+    /// an update of a row the tenant does not have.
+    fn saved<A>(rows: Vec<ModelOf<A>>, insert: bool) -> Result<ModelOf<A>>
+    where
+        A: ActiveModelTrait,
+    {
+        rows.into_iter().next().ok_or_else(|| {
+            if insert {
+                write_error::<A::Entity>(DbErr::RecordNotFound(
+                    "Failed to find inserted item".to_owned(),
+                ))
+            } else {
+                not_found::<A::Entity>(DbErr::RecordNotUpdated)
+            }
+        })
+    }
+
+    fn delete_sql<A>(plan: &Plan, am: &A) -> Result<Statement>
+    where
+        A: ActiveModelTrait,
+        A::Entity: TenantScoped,
+    {
+        let query = plan.apply(A::Entity::delete(am.clone()).validate()?);
+        Ok(DbBackend::Postgres.build(query.as_query()))
+    }
+
+    fn column_names<E: EntityTrait>() -> Vec<&'static str> {
+        E::Column::iter().map(|c| c.as_str()).collect()
+    }
+
+    /// An insert or an update by key, with its hooks (see the module's docs).
+    pub(super) async fn save<A, C>(
+        conn: &C,
+        plan: &Plan,
+        route: &Route<'_>,
+        decoder: &Decoder<ModelOf<A>>,
+        am: A,
+        access: &Access,
+        insert: bool,
+    ) -> Result<ModelOf<A>>
+    where
+        A: ActiveModelTrait + ActiveModelBehavior + Send,
+        A::Entity: TenantScoped,
+        ModelOf<A>: IntoActiveModel<A>,
+        C: TenantConnection,
+    {
+        let columns = column_names::<A::Entity>();
+        if !route.binds() {
+            let unit = plan.unit(conn).await?;
+            let result = {
+                let exec = &unit.exec();
+                async {
+                    let mut am = am.before_save(exec, insert).await?;
+                    hold_tenant(&mut am, access, insert)?;
+                    let written = match save_sql(plan, &am, insert)? {
+                        Some(sql) => route.write_models(&sql, decoder, &columns).await?,
+                        None => None,
+                    };
+                    let model = match written {
+                        Some(rows) => saved::<A>(rows, insert)?,
+                        None => save_statement(exec, plan, am, insert).await?,
+                    };
+                    Ok(A::after_save(model, exec, insert).await?)
+                }
+                .await
+            };
+            return unit.finish(result).await;
+        }
+
+        let lazy = Lazy::new(conn, plan.access());
+        let hooked = am.before_save(&lazy, insert).await;
+        if let Some(unit) = lazy.into_unit() {
+            let result = {
+                let exec = &unit.exec();
+                async {
+                    let mut am = hooked?;
+                    hold_tenant(&mut am, access, insert)?;
+                    let model = save_statement(exec, plan, am, insert).await?;
+                    Ok(A::after_save(model, exec, insert).await?)
+                }
+                .await
+            };
+            return unit.finish(result).await;
+        }
+        let mut am = hooked?;
+        hold_tenant(&mut am, access, insert)?;
+        let opened = match save_sql(plan, &am, insert)? {
+            Some(sql) => route.open_models(&sql, decoder, &columns).await?,
+            None => None,
+        };
+        if let Some((rows, open)) = opened {
+            let model = match saved::<A>(rows, insert) {
+                Ok(model) => model,
+                Err(err) => {
+                    open.rollback().await;
+                    return Err(err);
+                }
+            };
+            let refuse = Refuse::default();
+            let after = A::after_save(model, &refuse, insert).await;
+            if !refuse.tried() {
+                return match after {
+                    Ok(model) => {
+                        open.commit().await?;
+                        Ok(model)
+                    }
+                    Err(err) => {
+                        open.rollback().await;
+                        Err(err.into())
+                    }
+                };
+            }
+            open.rollback().await;
+        }
+        in_unit!(plan, conn, |exec| async move {
+            let model = save_statement(exec, plan, am, insert).await?;
+            Ok::<_, Error>(A::after_save(model, exec, insert).await?)
+        })
+    }
+
+    /// A delete by the model's key, with its hooks (see the module's docs).
+    pub(super) async fn delete<A, C>(conn: &C, plan: &Plan, route: &Route<'_>, am: A) -> Result<()>
+    where
+        A: ActiveModelTrait + ActiveModelBehavior + Send,
+        A::Entity: TenantScoped,
+        C: TenantConnection,
+    {
+        if !route.binds() {
+            let unit = plan.unit(conn).await?;
+            let result = {
+                let exec = &unit.exec();
+                async {
+                    let am = am.before_delete(exec).await?;
+                    match route.write_count(&delete_sql(plan, &am)?).await? {
+                        Some(rows) => deleted::<A::Entity>(rows)?,
+                        None => delete_statement(exec, plan, &am).await?,
+                    }
+                    am.after_delete(exec).await?;
+                    Ok(())
+                }
+                .await
+            };
+            return unit.finish(result).await;
+        }
+
+        let lazy = Lazy::new(conn, plan.access());
+        let hooked = am.before_delete(&lazy).await;
+        if let Some(unit) = lazy.into_unit() {
+            let result = {
+                let exec = &unit.exec();
+                async {
+                    let am = hooked?;
+                    delete_statement(exec, plan, &am).await?;
+                    am.after_delete(exec).await?;
+                    Ok(())
+                }
+                .await
+            };
+            return unit.finish(result).await;
+        }
+        let am = hooked?;
+        if let Some((rows, open)) = route.open_count(&delete_sql(plan, &am)?).await? {
+            if let Err(err) = deleted::<A::Entity>(rows) {
+                open.rollback().await;
+                return Err(err);
+            }
+            let refuse = Refuse::default();
+            let after = am.clone().after_delete(&refuse).await;
+            if !refuse.tried() {
+                return match after {
+                    Ok(_) => open.commit().await,
+                    Err(err) => {
+                        open.rollback().await;
+                        Err(err.into())
+                    }
+                };
+            }
+            open.rollback().await;
+        }
+        in_unit!(plan, conn, |exec| async move {
+            delete_statement(exec, plan, &am).await?;
+            am.after_delete(exec).await?;
+            Ok::<_, Error>(())
+        })
     }
 }

@@ -8,6 +8,7 @@ mod common;
 #[path = "../support/postgres.rs"]
 mod pg;
 mod pipeline;
+mod pipeline_writes;
 mod rls;
 
 use common::Env;

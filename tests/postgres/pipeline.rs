@@ -1,6 +1,6 @@
 //! The pipelined executor (tokio-postgres): the reads it takes are scoped as on sqlx, in both
 //! modes; a read it cannot decode runs on sqlx instead, decided before anything runs; a read cancelled
-//! mid-flight leaves neither a transaction nor a tenant on the connection.
+//! mid-flight leaves neither a transaction nor a tenant on the connection. Writes: `pipeline_writes`.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use crate::common::Env;
 use crate::common::entities::post;
 
 /// The handle in app-level or RLS mode, reading through a pipeline of `size` connections.
-async fn env(rls: bool, size: usize) -> Env {
+pub(crate) async fn env(rls: bool, size: usize) -> Env {
     let (app, raw, keep) = crate::connections().await;
     let url = keep.app_url.clone();
     let env = if rls {
@@ -25,7 +25,7 @@ async fn env(rls: bool, size: usize) -> Env {
 }
 
 /// How many statements the pipeline ran during `work`.
-async fn pipelined<T>(env: &Env, work: impl Future<Output = T>) -> (T, u64) {
+pub(crate) async fn pipelined<T>(env: &Env, work: impl Future<Output = T>) -> (T, u64) {
     let before = env.pipeline.as_ref().unwrap().statements();
     let out = work.await;
     (out, env.pipeline.as_ref().unwrap().statements() - before)
@@ -76,11 +76,11 @@ async fn every_read_kind_takes_the_pipeline_and_sees_one_tenant(rls: bool) {
         })
         .await;
     }
-    // Writes, joins and transactions stay on sqlx.
+    // Reads in a transaction stay on sqlx.
     tenant::scope(env.acme, async {
         let repo = TenantRepo::<post::Entity>::new(&env.db);
         let (inserted, n) = pipelined(&env, repo.insert(crate::common::new_post("new"))).await;
-        assert_eq!((inserted.is_ok(), n), (true, 0), "insert");
+        assert_eq!((inserted.is_ok(), n), (true, 1), "insert");
         let txn = env.db.begin().await.unwrap();
         let (rows, n) = pipelined(&env, post::Entity::find().all(&txn)).await;
         assert_eq!((rows.unwrap().len(), n), (3, 0), "read in a transaction");
@@ -238,16 +238,25 @@ async fn a_read_the_pipeline_cannot_decode_runs_on_sqlx_and_is_still_scoped() {
     }
 }
 /// In RLS mode a pipeline whose role skips the policies (here the superuser) is refused on every
-/// read rather than allowed to read every tenant's rows; app-level mode has no policies to skip.
+/// read and write rather than allowed to reach every tenant's rows; app-level mode has no
+/// policies to skip.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_rls_a_pipeline_as_a_role_that_bypasses_the_policies_is_refused() {
     let (app, raw, keep) = crate::connections().await;
     let admin_url = keep.admin_url.clone();
-    let env = Env::new_rls(app, raw, Box::new(keep))
-        .await
-        .with_pipeline(&admin_url, 1);
-    env.seed().await;
+    let env = Env::new_rls(app, raw, Box::new(keep)).await;
+    let s = env.seed().await;
+    let env = env.with_pipeline(&admin_url, 1);
     tenant::scope(env.acme, async {
+        let (inserted, n) = pipelined(&env, crate::common::new_post("new").insert(&env.db)).await;
+        let err = inserted.unwrap_err();
+        assert!(matches!(err, tenant::Error::Config(_)), "{err}");
+        assert_eq!(n, 0, "nothing ran");
+        let err = post::Entity::delete_by_id(s.acme[0])
+            .exec(&env.db)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, tenant::Error::Config(_)), "{err}");
         for _ in 0..2 {
             let (rows, n) = pipelined(&env, post::Entity::find().all(&env.db)).await;
             let err = rows.unwrap_err();
@@ -259,6 +268,7 @@ async fn under_rls_a_pipeline_as_a_role_that_bypasses_the_policies_is_refused() 
         assert!(matches!(count, tenant::Error::Config(_)), "{count}");
     })
     .await;
+    assert_eq!(env.raw_posts().await, 4, "nothing written, nothing deleted");
     // The same superuser pipeline on an app-level handle: no policies to skip, it reads.
     let db = TenantDb::new(env.raw.clone())
         .with_pipeline(env.pipeline.clone().unwrap())

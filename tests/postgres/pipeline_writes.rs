@@ -1,0 +1,367 @@
+//! Writes on the pipelined executor: scoped and stamped as on sqlx in both modes; a write
+//! PostgreSQL refuses reports SeaORM's error; SeaORM hooks keep their semantics (a hook that uses
+//! the database runs in the write's own tenant-bound unit); a write cancelled while its
+//! transaction is open leaves nothing behind.
+#![expect(
+    clippy::disallowed_methods,
+    reason = "the tests read rows behind the library's back to see what was really written"
+)]
+
+use std::time::Duration;
+
+use sea_orm::{ActiveValue::Set, EntityTrait, IntoActiveModel, SqlErr};
+use tenant::{Error, TenantRepo};
+use uuid::Uuid;
+
+use crate::common::entities::post;
+use crate::common::{Env, new_post};
+use crate::pipeline::{env, pipelined};
+
+async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
+    let env = env(rls, 1).await;
+    let s = env.seed().await;
+    let acme = *env.acme.as_uuid();
+    tenant::scope(env.acme, async {
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        let (new, n) = pipelined(&env, repo.insert(new_post("new"))).await;
+        let new = new.unwrap();
+        assert_eq!(
+            (new.tenant_id, new.title.as_str(), n),
+            (acme, "Title new", 1)
+        );
+        let (newer, n) = pipelined(&env, new_post("newer").insert(&env.db)).await;
+        let newer = newer.unwrap();
+        assert_eq!((newer.tenant_id, n), (acme, 1), "ActiveModel::insert");
+
+        // Another tenant's id in the row: refused before anything runs.
+        let mut foreign = new_post("foreign");
+        foreign.tenant_id = Set(*env.globex.as_uuid());
+        let (err, n) = pipelined(&env, repo.insert(foreign)).await;
+        assert!(matches!(err, Err(Error::CrossTenant { .. })), "{err:?}");
+        assert_eq!(n, 0);
+
+        // Updates: its own row, and another tenant's by key (no row comes back: NotFound).
+        let own = post::ActiveModel {
+            id: Set(s.acme[0]),
+            title: Set("edited".into()),
+            ..Default::default()
+        };
+        let (row, n) = pipelined(&env, repo.update(own)).await;
+        let row = row.unwrap();
+        assert_eq!(
+            (row.title.as_str(), row.slug.as_str(), n),
+            ("edited", "hello", 1)
+        );
+        let theirs = post::ActiveModel {
+            id: Set(s.globex[0]),
+            title: Set("hijacked".into()),
+            ..Default::default()
+        };
+        let (err, n) = pipelined(&env, theirs.clone().update(&env.db)).await;
+        assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
+        assert_eq!(n, 1);
+        let (err, n) = pipelined(&env, theirs.save(&env.db)).await;
+        assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
+        assert_eq!(n, 1, "save with a key: an update");
+
+        // Deletes: by model and by key, its own and another tenant's.
+        let (gone, n) = pipelined(&env, new.delete(&env.db)).await;
+        assert_eq!((gone.is_ok(), n), (true, 1), "Model::delete");
+        let theirs = env.raw_post(s.globex[1]).await;
+        let (err, n) = pipelined(&env, theirs.into_active_model().delete(&env.db)).await;
+        assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
+        assert_eq!(n, 1);
+        let (gone, n) = pipelined(&env, repo.delete_by_id(newer.id)).await;
+        assert_eq!((gone.is_ok(), n), (true, 1), "delete_by_id");
+        let (err, n) = pipelined(&env, post::Entity::delete_by_id(s.globex[0]).exec(&env.db)).await;
+        assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
+        assert_eq!(n, 1);
+    })
+    .await;
+    let globex = env.raw_post(s.globex[0]).await;
+    assert_eq!(
+        (globex.title.as_str(), globex.tenant_id),
+        ("Title hello", *env.globex.as_uuid())
+    );
+    env.raw_post(s.globex[1]).await;
+    assert_eq!(env.raw_posts().await, 4, "the seeded two of each tenant");
+    if rls {
+        crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_takes_the_pipeline_and_stays_in_its_tenant_app_level() {
+    every_write_takes_the_pipeline_and_stays_in_its_tenant(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_takes_the_pipeline_and_stays_in_its_tenant_under_rls() {
+    every_write_takes_the_pipeline_and_stays_in_its_tenant(true).await;
+}
+
+/// A statement PostgreSQL refuses runs again on sqlx, so the error is SeaORM's, with its
+/// `sql_err()`, as without the pipeline; and the pipelined connection is left clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pipelined_write_reports_seaorms_error() {
+    for rls in [false, true] {
+        let env = env(rls, 1).await;
+        let s = env.seed().await;
+        tenant::scope(env.acme, async {
+            let mut twin = new_post("twin");
+            twin.id = Set(s.acme[0]);
+            let (err, n) = pipelined(&env, twin.insert(&env.db)).await;
+            let Err(Error::Db(err)) = err else {
+                panic!("a duplicate key is a database error: {err:?}");
+            };
+            assert!(
+                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+                "{err:?} (rls: {rls})"
+            );
+            assert_eq!(n, 1, "tried on the pipeline first");
+            // The per-tenant unique `(tenant_id, slug)`, on an update.
+            let clash = post::ActiveModel {
+                id: Set(s.acme[1]),
+                slug: Set("hello".into()),
+                ..Default::default()
+            };
+            let Err(Error::Db(err)) = clash.update(&env.db).await else {
+                panic!("a duplicate slug is a database error");
+            };
+            assert!(
+                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+                "{err:?}"
+            );
+            // A delete the foreign keys refuse (the seeded post has a comment).
+            let (err, n) =
+                pipelined(&env, post::Entity::delete_by_id(s.acme[0]).exec(&env.db)).await;
+            let Err(Error::Db(err)) = err else {
+                panic!("a referenced row is a database error: {err:?}");
+            };
+            assert!(
+                matches!(
+                    err.sql_err(),
+                    Some(SqlErr::ForeignKeyConstraintViolation(_))
+                ),
+                "{err:?}"
+            );
+            assert_eq!(n, 1);
+            // And the connection serves the next write.
+            let (row, n) = pipelined(&env, new_post("after").insert(&env.db)).await;
+            assert_eq!((row.is_ok(), n), (true, 1));
+        })
+        .await;
+        if rls {
+            crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+        }
+    }
+}
+
+/// An entity with SeaORM hooks, each of which does what the row's `note` says.
+#[allow(
+    unreachable_pub,
+    reason = "entity modules are public by SeaORM's convention"
+)]
+pub(crate) mod hooked {
+    use std::time::Duration;
+
+    use sea_orm::entity::prelude::*;
+    use sea_orm::{ActiveValue::Set, DbBackend, Statement};
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
+    #[sea_orm(table_name = "hooked")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub note: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    /// The tenant the hook's connection is bound to (empty when none).
+    async fn bound<C: ConnectionTrait>(db: &C) -> Result<String, DbErr> {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT coalesce(current_setting('app.tenant_id', true), '') AS bound",
+            ))
+            .await?
+            .expect("one row");
+        row.try_get("", "bound")
+    }
+
+    #[async_trait::async_trait]
+    impl ActiveModelBehavior for ActiveModel {
+        async fn before_save<C: ConnectionTrait>(
+            mut self,
+            db: &C,
+            _insert: bool,
+        ) -> Result<Self, DbErr> {
+            if let sea_orm::ActiveValue::Set(note) = &self.note
+                && note == "before uses the database"
+            {
+                self.note = Set(format!("before saw {}", bound(db).await?));
+            }
+            Ok(self)
+        }
+
+        async fn after_save<C: ConnectionTrait>(
+            mut model: Model,
+            db: &C,
+            _insert: bool,
+        ) -> Result<Model, DbErr> {
+            match model.note.as_str() {
+                "after uses the database" => {
+                    model.note = format!("after saw {}", bound(db).await?);
+                }
+                "after fails" => return Err(DbErr::Custom("after_save says no".into())),
+                "after sleeps" => tokio::time::sleep(Duration::from_secs(5)).await,
+                _ => {}
+            }
+            Ok(model)
+        }
+    }
+}
+
+async fn hooks_keep_their_semantics(rls: bool) {
+    let env = env(rls, 1).await;
+    let mut schema = tenant::TenantSchema::new().table::<hooked::Entity>();
+    if rls {
+        schema = schema.rls(tenant::Rls::default());
+    }
+    schema.create(&env.raw).await.unwrap();
+    let acme = env.acme.to_string();
+    // What a hook that asks sees: the bound tenant in RLS mode, none in app-level mode.
+    let seen = if rls { acme.as_str() } else { "" };
+    let raw = &env.raw;
+    let stored = |id: Uuid| async move {
+        <hooked::Entity as EntityTrait>::find_by_id(id)
+            .one(raw)
+            .await
+            .unwrap()
+    };
+    let row = |note: &str| hooked::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        note: Set(note.to_owned()),
+        ..Default::default()
+    };
+    tenant::scope(env.acme, async {
+        // Hooks that do not touch the database: the pipeline, one statement.
+        let (model, n) = pipelined(&env, row("plain").insert(&env.db)).await;
+        let model = model.unwrap();
+        assert_eq!((model.note.as_str(), n), ("plain", 1));
+        assert_eq!(stored(model.id).await.unwrap().note, "plain");
+
+        // `before_save` uses the database: it runs in the write's own unit (bound to the
+        // tenant in RLS mode), and so does the write, on sqlx.
+        let (model, n) = pipelined(&env, row("before uses the database").insert(&env.db)).await;
+        let model = model.unwrap();
+        assert_eq!(model.note, format!("before saw {seen}"));
+        // App-level mode: the hook ran on the pool, the statement on the pipeline.
+        assert_eq!(n, u64::from(!rls), "rls: {rls}");
+        assert_eq!(stored(model.id).await.unwrap().note, model.note);
+
+        // `after_save` uses the database. App-level mode: it runs on the pool after the
+        // pipelined insert, as on sqlx. RLS mode: it cannot run inside the pipelined
+        // transaction, which is rolled back, and the insert starts over on sqlx.
+        let (model, n) = pipelined(&env, row("after uses the database").insert(&env.db)).await;
+        let model = model.unwrap();
+        assert_eq!(model.note, format!("after saw {seen}"));
+        assert_eq!(n, 1);
+        assert_eq!(
+            stored(model.id).await.unwrap().note,
+            "after uses the database",
+            "stored once, as the insert wrote it"
+        );
+        let all = <hooked::Entity as EntityTrait>::find()
+            .all(&env.raw)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3, "no row twice");
+
+        // `after_save` fails: in RLS mode the insert is rolled back with it, as in the unit
+        // on sqlx; in app-level mode the insert stands, as SeaORM's on a pool does.
+        let failing = row("after fails");
+        let id = match &failing.id {
+            sea_orm::ActiveValue::Set(id) => *id,
+            _ => unreachable!(),
+        };
+        let (err, n) = pipelined(&env, failing.insert(&env.db)).await;
+        let err = format!("{:?}", err.unwrap_err());
+        assert!(err.contains("after_save says no"), "{err}");
+        assert_eq!(n, 1);
+        assert_eq!(stored(id).await.is_some(), !rls, "rls: {rls}");
+
+        // The same for updates and deletes.
+        let edit = hooked::ActiveModel {
+            id: Set(model.id),
+            note: Set("after uses the database".into()),
+            ..Default::default()
+        };
+        let (edited, n) = pipelined(&env, edit.update(&env.db)).await;
+        assert_eq!((edited.unwrap().note, n), (format!("after saw {seen}"), 1));
+        let (gone, n) = pipelined(&env, hooked::Entity::delete_by_id(model.id).exec(&env.db)).await;
+        assert_eq!((gone.is_ok(), n), (true, 1));
+        assert!(stored(model.id).await.is_none());
+    })
+    .await;
+    if rls {
+        crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_keep_their_semantics_app_level() {
+    hooks_keep_their_semantics(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_keep_their_semantics_under_rls() {
+    hooks_keep_their_semantics(true).await;
+}
+
+/// RLS mode: a write dropped while its transaction is open on the pipelined connection (its
+/// `after_save` hook still running) takes the connection out of the pool, which rolls the
+/// transaction back. No later statement runs inside it, bound to its tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_with_its_transaction_open_leaves_nothing() {
+    let env: Env = env(true, 1).await;
+    tenant::TenantSchema::new()
+        .table::<hooked::Entity>()
+        .rls(tenant::Rls::default())
+        .create(&env.raw)
+        .await
+        .unwrap();
+    env.seed().await;
+    for round in 0..5 {
+        let id = Uuid::new_v4();
+        let sleepy = hooked::ActiveModel {
+            id: Set(id),
+            note: Set("after sleeps".into()),
+            ..Default::default()
+        };
+        let write = tenant::scope(env.acme, sleepy.insert(&env.db));
+        let (outcome, n) =
+            pipelined(&env, tokio::time::timeout(Duration::from_millis(50), write)).await;
+        assert!(outcome.is_err(), "round {round}: the write should time out");
+        assert_eq!(n, 1, "round {round}: the insert had run");
+        let stored = <hooked::Entity as EntityTrait>::find_by_id(id)
+            .one(&env.raw)
+            .await
+            .unwrap();
+        assert!(stored.is_none(), "round {round}: rolled back");
+        // The next statement on the pipeline is outside any transaction, unbound.
+        crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+        let (rows, n) = pipelined(
+            &env,
+            tenant::scope(env.globex, post::Entity::find().all(&env.db)),
+        )
+        .await;
+        let rows = rows.unwrap();
+        assert_eq!(n, 1);
+        assert!(rows.iter().all(|p| p.tenant_id == *env.globex.as_uuid()));
+        assert_eq!(rows.len(), 2, "round {round}");
+    }
+}
