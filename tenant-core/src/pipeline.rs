@@ -326,6 +326,39 @@ enum Commit {
     Later,
 }
 
+/// Runs `$statement` (a tokio-postgres future) after the route's opening message (when it
+/// binds a tenant) and before `COMMIT` (unless `Later`); evaluates to `Result<_, Refusal>`.
+///
+/// Each future sends its request on its first poll, and `join!` polls them in order in one go:
+/// either none is sent (dropped before the first poll) or all are, so a cancelled statement
+/// never leaves its transaction, or its tenant, open on the connection (with `Later`, the
+/// caller's `Open` sees to that). When the statement fails, PostgreSQL answers the `COMMIT`
+/// with a rollback. A macro rather than an async fn taking the future: that would move the
+/// statement's future into another future's state on every pipelined statement.
+macro_rules! in_transaction {
+    ($client:expr, $begin:expr, $commit:expr, $statement:expr) => {
+        match ($begin, $commit) {
+            (None, _) => $statement.await.map_err(Refusal::from),
+            (Some(begin), Commit::WithStatement) => {
+                let (opened, result, committed) = tokio::join!(
+                    $client.batch_execute(begin),
+                    $statement,
+                    $client.batch_execute("COMMIT"),
+                );
+                opened.map_err(Refusal::from).and_then(|()| {
+                    let value = result?;
+                    committed?;
+                    Ok(value)
+                })
+            }
+            (Some(begin), Commit::Later) => {
+                let (opened, result) = tokio::join!($client.batch_execute(begin), $statement);
+                opened.map_err(Refusal::from).and_then(|()| Ok(result?))
+            }
+        }
+    };
+}
+
 /// A statement prepared on a connection, with its values and what reading its rows needs.
 struct Prepared<P> {
     statement: tokio_postgres::Statement,
@@ -345,8 +378,12 @@ impl<P> Prepared<P> {
     ) -> Result<Vec<Row>, Refusal> {
         let refs = self.refs();
         route.pipeline.statements.fetch_add(1, Ordering::Relaxed);
-        let query = client.query(&self.statement, &refs);
-        in_transaction(client, route.begin.as_deref(), commit, query).await
+        in_transaction!(
+            client,
+            route.begin.as_deref(),
+            commit,
+            client.query(&self.statement, &refs)
+        )
     }
 
     /// How many rows the statement touched, run as [`run`](Self::run) runs it.
@@ -358,48 +395,17 @@ impl<P> Prepared<P> {
     ) -> Result<u64, Refusal> {
         let refs = self.refs();
         route.pipeline.statements.fetch_add(1, Ordering::Relaxed);
-        let execute = client.execute(&self.statement, &refs);
-        in_transaction(client, route.begin.as_deref(), commit, execute).await
+        in_transaction!(
+            client,
+            route.begin.as_deref(),
+            commit,
+            client.execute(&self.statement, &refs)
+        )
     }
 
     fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params.iter().map(|p| p as _).collect()
     }
-}
-
-/// Runs `statement` after `begin` (when bound) and before `COMMIT` (unless `Later`).
-async fn in_transaction<T>(
-    client: &tokio_postgres::Client,
-    begin: Option<&str>,
-    commit: Commit,
-    statement: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
-) -> Result<T, Refusal> {
-    let Some(begin) = begin else {
-        return statement.await.map_err(Refusal::from);
-    };
-    // Each future sends its request on its first poll, and `join!` polls them in order in one
-    // go: either none is sent (dropped before the first poll) or all are, so a cancelled
-    // statement never leaves its transaction, or its tenant, open on the connection (with
-    // `Later`, the caller's `Open` sees to that). When the statement fails, PostgreSQL answers
-    // the `COMMIT` with a rollback.
-    let (opened, result, committed) = match commit {
-        Commit::WithStatement => {
-            let (opened, result, committed) = tokio::join!(
-                client.batch_execute(begin),
-                statement,
-                client.batch_execute("COMMIT"),
-            );
-            (opened, result, committed)
-        }
-        Commit::Later => {
-            let (opened, result) = tokio::join!(client.batch_execute(begin), statement);
-            (opened, result, Ok(()))
-        }
-    };
-    opened?;
-    let value = result?;
-    committed?;
-    Ok(value)
 }
 
 /// Why a pipelined statement did not succeed.
@@ -473,15 +479,21 @@ impl Open {
             .expect("an open transaction has its connection")
     }
 
-    /// Commits the write.
-    pub(crate) async fn commit(mut self) -> Result<()> {
-        self.client()
-            .batch_execute("COMMIT")
-            .await
-            .map_err(db_err)?;
-        // Ended: back to the pool.
-        self.client = None;
-        Ok(())
+    /// Commits the write: `Some(())`, or `None` when PostgreSQL refused the `COMMIT` (a
+    /// deferred constraint, say), which rolled the write back: the caller runs it again on sqlx
+    /// for SeaORM's error.
+    pub(crate) async fn commit(mut self) -> Result<Option<()>> {
+        let committed = refused(
+            self.client()
+                .batch_execute("COMMIT")
+                .await
+                .map_err(Refusal::from),
+        );
+        if committed.is_ok() {
+            // Ended either way: back to the pool.
+            self.client = None;
+        }
+        committed
     }
 
     /// Rolls the write back; on failure the connection is closed instead, which does the same.

@@ -147,13 +147,18 @@ where
         ))
         .await;
     }
-    let plan_ref = &plan;
-    in_unit!(plan, conn, |exec| async move {
-        let mut am = am.before_save(exec, insert).await?;
-        hold_tenant(&mut am, &access, insert)?;
-        let model = save_statement(exec, plan_ref, am, insert).await?;
-        Ok::<_, Error>(A::after_save(model, exec, insert).await?)
+    // Boxed, like the pipelined path: a write's future is otherwise several kilobytes, moved
+    // whole into every future that awaits it.
+    Box::pin(async move {
+        let plan_ref = &plan;
+        in_unit!(plan, conn, |exec| async move {
+            let mut am = am.before_save(exec, insert).await?;
+            hold_tenant(&mut am, &access, insert)?;
+            let model = save_statement(exec, plan_ref, am, insert).await?;
+            Ok::<_, Error>(A::after_save(model, exec, insert).await?)
+        })
     })
+    .await
 }
 
 /// Stamps an insert with the tenant, or freezes it in an update. After the `before_save` hook,
@@ -274,13 +279,17 @@ where
     if let Some(route) = crate::db::route(conn, plan.access()) {
         return Box::pin(piped::delete(conn, &plan, &route, am)).await;
     }
-    let plan_ref = &plan;
-    in_unit!(plan, conn, |exec| async move {
-        let am = am.before_delete(exec).await?;
-        delete_statement(exec, plan_ref, &am).await?;
-        am.after_delete(exec).await?;
-        Ok::<_, Error>(())
+    // Boxed: see `save_row`.
+    Box::pin(async move {
+        let plan_ref = &plan;
+        in_unit!(plan, conn, |exec| async move {
+            let am = am.before_delete(exec).await?;
+            delete_statement(exec, plan_ref, &am).await?;
+            am.after_delete(exec).await?;
+            Ok::<_, Error>(())
+        })
     })
+    .await
 }
 
 /// Runs the delete of `am`'s row on `exec`.
@@ -322,7 +331,8 @@ where
             return deleted::<E>(rows);
         }
     }
-    let result = in_unit!(plan, conn, |exec| query.exec(exec))?;
+    // Boxed: see `save_row`.
+    let result = Box::pin(async move { in_unit!(plan, conn, |exec| query.exec(exec)) }).await?;
     deleted::<E>(result.rows_affected)
 }
 
@@ -562,8 +572,9 @@ impl<E: TenantScoped> DeleteById<E> {
 ///   is not a SeaORM connection) is refused; the transaction is rolled back and the write runs
 ///   again on sqlx from after the first hook, the second hook included.
 ///
-/// A statement PostgreSQL refuses took no effect and runs again on sqlx, which reports the
-/// refusal as SeaORM's error (`DbErr::sql_err`), as without the pipeline.
+/// A statement or `COMMIT` PostgreSQL refuses took no effect: the write runs again on sqlx
+/// (from after `before_save`), which reports the refusal as SeaORM's error (`DbErr::sql_err`),
+/// as without the pipeline.
 #[cfg(feature = "pipeline")]
 mod piped {
     use sea_orm::sea_query::{Query, ReturningClause};
@@ -710,21 +721,21 @@ mod piped {
                 }
             };
             let refuse = Refuse::default();
-            let after = A::after_save(model, &refuse, insert).await;
-            if !refuse.tried() {
-                return match after {
-                    Ok(model) => {
-                        open.commit().await?;
-                        Ok(model)
+            match A::after_save(model, &refuse, insert).await {
+                _ if refuse.tried() => open.rollback().await,
+                Ok(model) => {
+                    if open.commit().await?.is_some() {
+                        return Ok(model);
                     }
-                    Err(err) => {
-                        open.rollback().await;
-                        Err(err.into())
-                    }
-                };
+                }
+                Err(err) => {
+                    open.rollback().await;
+                    return Err(err.into());
+                }
             }
-            open.rollback().await;
         }
+        // On sqlx, from after `before_save`: the statement did not fit the pipeline, PostgreSQL
+        // refused it or its `COMMIT`, or `after_save` wants the database.
         in_unit!(plan, conn, |exec| async move {
             let model = save_statement(exec, plan, am, insert).await?;
             Ok::<_, Error>(A::after_save(model, exec, insert).await?)
@@ -778,18 +789,20 @@ mod piped {
                 return Err(err);
             }
             let refuse = Refuse::default();
-            let after = am.clone().after_delete(&refuse).await;
-            if !refuse.tried() {
-                return match after {
-                    Ok(_) => open.commit().await,
-                    Err(err) => {
-                        open.rollback().await;
-                        Err(err.into())
+            match am.clone().after_delete(&refuse).await {
+                _ if refuse.tried() => open.rollback().await,
+                Ok(_) => {
+                    if open.commit().await?.is_some() {
+                        return Ok(());
                     }
-                };
+                }
+                Err(err) => {
+                    open.rollback().await;
+                    return Err(err.into());
+                }
             }
-            open.rollback().await;
         }
+        // On sqlx, as for a save.
         in_unit!(plan, conn, |exec| async move {
             delete_statement(exec, plan, &am).await?;
             am.after_delete(exec).await?;

@@ -157,6 +157,47 @@ async fn a_refused_pipelined_write_reports_seaorms_error() {
     }
 }
 
+/// RLS mode: a `COMMIT` PostgreSQL refuses (here a deferred unique constraint) rolled the write
+/// back; the write runs again on sqlx, which reports the refusal, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_leaves_nothing_written() {
+    use sea_orm::ConnectionTrait;
+
+    let env = env(true, 1).await;
+    tenant::TenantSchema::new()
+        .table::<hooked::Entity>()
+        .rls(tenant::Rls::default())
+        .create(&env.raw)
+        .await
+        .unwrap();
+    env.raw
+        .execute_unprepared(
+            "ALTER TABLE hooked ADD CONSTRAINT hooked_note_once UNIQUE (tenant_id, note) \
+             DEFERRABLE INITIALLY DEFERRED",
+        )
+        .await
+        .unwrap();
+    let row = || hooked::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        note: Set("once".into()),
+        ..Default::default()
+    };
+    tenant::scope(env.acme, async {
+        let (first, n) = pipelined(&env, row().insert(&env.db)).await;
+        assert_eq!((first.is_ok(), n), (true, 1));
+        let (second, n) = pipelined(&env, row().insert(&env.db)).await;
+        assert!(matches!(second, Err(Error::Db(_))), "{second:?}");
+        assert_eq!(n, 1, "tried on the pipeline first");
+    })
+    .await;
+    let rows = <hooked::Entity as EntityTrait>::find()
+        .all(&env.raw)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "the second insert is not written");
+    crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+}
+
 /// An entity with SeaORM hooks, each of which does what the row's `note` says.
 #[allow(
     unreachable_pub,
