@@ -32,9 +32,9 @@ pub(crate) enum Imp {
     /// Raw sqlx: `BEGIN`, `SELECT set_config('app.tenant_id', $1, true)`, the statement of
     /// [`Imp::Sqlx`], `COMMIT`, each awaited.
     SqlxTxn,
-    /// [`Imp::Repo`] with its reads on the pipelined executor (`TenantDb::with_pipeline`).
+    /// [`Imp::Repo`] on the pipelined executor (`TenantDb::with_pipeline`).
     RepoPipe,
-    /// [`Imp::Rls`] with its reads on the pipelined executor.
+    /// [`Imp::Rls`] on the pipelined executor.
     RlsPipe,
 }
 
