@@ -147,18 +147,13 @@ where
         ))
         .await;
     }
-    // Boxed, like the pipelined path: a write's future is otherwise several kilobytes, moved
-    // whole into every future that awaits it.
-    Box::pin(async move {
-        let plan_ref = &plan;
-        in_unit!(plan, conn, |exec| async move {
-            let mut am = am.before_save(exec, insert).await?;
-            hold_tenant(&mut am, &access, insert)?;
-            let model = save_statement(exec, plan_ref, am, insert).await?;
-            Ok::<_, Error>(A::after_save(model, exec, insert).await?)
-        })
+    let plan_ref = &plan;
+    in_unit!(plan, conn, |exec| async move {
+        let mut am = am.before_save(exec, insert).await?;
+        hold_tenant(&mut am, &access, insert)?;
+        let model = save_statement(exec, plan_ref, am, insert).await?;
+        Ok::<_, Error>(A::after_save(model, exec, insert).await?)
     })
-    .await
 }
 
 /// Stamps an insert with the tenant, or freezes it in an update. After the `before_save` hook,
@@ -279,17 +274,13 @@ where
     if let Some(route) = crate::db::route(conn, plan.access()) {
         return Box::pin(piped::delete(conn, &plan, &route, am)).await;
     }
-    // Boxed: see `save_row`.
-    Box::pin(async move {
-        let plan_ref = &plan;
-        in_unit!(plan, conn, |exec| async move {
-            let am = am.before_delete(exec).await?;
-            delete_statement(exec, plan_ref, &am).await?;
-            am.after_delete(exec).await?;
-            Ok::<_, Error>(())
-        })
+    let plan_ref = &plan;
+    in_unit!(plan, conn, |exec| async move {
+        let am = am.before_delete(exec).await?;
+        delete_statement(exec, plan_ref, &am).await?;
+        am.after_delete(exec).await?;
+        Ok::<_, Error>(())
     })
-    .await
 }
 
 /// Runs the delete of `am`'s row on `exec`.
@@ -331,8 +322,7 @@ where
             return deleted::<E>(rows);
         }
     }
-    // Boxed: see `save_row`.
-    let result = Box::pin(async move { in_unit!(plan, conn, |exec| query.exec(exec)) }).await?;
+    let result = in_unit!(plan, conn, |exec| query.exec(exec))?;
     deleted::<E>(result.rows_affected)
 }
 
