@@ -275,7 +275,8 @@ impl Route<'_> {
 
     /// Prepares `stmt` and checks that its values bind to the prepared parameters and that
     /// `fits` accepts the prepared result (giving what reading the rows needs). `None`: it does
-    /// not fit, and nothing has run.
+    /// not fit, or PostgreSQL refused to prepare it (sqlx then runs it and reports SeaORM's
+    /// error); nothing has run.
     async fn prepare<P>(
         &self,
         stmt: &Statement,
@@ -285,7 +286,11 @@ impl Route<'_> {
             return Ok(None);
         };
         let client = self.client().await?;
-        let statement = client.prepare_cached(&stmt.sql).await.map_err(db_err)?;
+        let statement = match client.prepare_cached(&stmt.sql).await {
+            Ok(statement) => statement,
+            Err(err) if err.as_db_error().is_some() => return Ok(None),
+            Err(err) => return Err(db_err(err)),
+        };
         if !bindable(&params, statement.params()) {
             return Ok(None);
         }

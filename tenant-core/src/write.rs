@@ -3,9 +3,9 @@
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ActiveValue, DbErr, DeleteMany, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryTrait, UpdateMany, Value,
-    sea_query::FromValueTuple as _,
+    ActiveModelBehavior, ActiveModelTrait, ActiveValue, ConnectionTrait, DbErr, DeleteMany,
+    EntityTrait, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait,
+    QueryTrait, UpdateMany, Value, sea_query::FromValueTuple as _,
 };
 
 use crate::context::{Access, audit_system};
@@ -13,7 +13,6 @@ use crate::db::TenantConnection;
 use crate::entity::{TenantScoped, table_name};
 use crate::select::{Plan, Scoped, in_unit};
 use crate::{Error, Result};
-use sea_orm::ConnectionTrait;
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 type KeyOf<A> =

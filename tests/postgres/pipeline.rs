@@ -326,3 +326,31 @@ async fn a_pipeline_on_a_sqlite_handle_is_refused() {
         Err(tenant::Error::Config(_))
     ));
 }
+
+/// A statement PostgreSQL refuses to prepare (here a column that does not exist) runs on sqlx
+/// instead, so its error is SeaORM's, as without the pipeline; nothing ran on the pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_postgres_cannot_prepare_reports_seaorms_error() {
+    for rls in [false, true] {
+        let env = env(rls, 1).await;
+        env.seed().await;
+        tenant::scope(env.acme, async {
+            let broken = post::Entity::find()
+                .filter(Expr::cust("no_such_column = 1"))
+                .all(&env.db);
+            let (result, n) = pipelined(&env, broken).await;
+            assert_eq!(n, 0, "rls: {rls}");
+            let Err(tenant::Error::Db(err)) = result else {
+                panic!("a database error: {result:?}");
+            };
+            assert!(
+                matches!(
+                    err,
+                    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(_))
+                ),
+                "sqlx's error, as SeaORM reports it: {err:?}"
+            );
+        })
+        .await;
+    }
+}
