@@ -132,8 +132,8 @@ impl TenantDb {
     /// SeaORM hooks use the database. See [`pipeline`](crate::pipeline).
     ///
     /// Connect the pipeline as the same role as this handle's connection. In RLS mode its reads
-    /// fail with [`Error::Config`] when that role is a superuser or has `BYPASSRLS` (checked once,
-    /// on the first read).
+    /// and writes fail with [`Error::Config`] when that role is a superuser or has `BYPASSRLS`
+    /// (checked once, on the first statement).
     ///
     /// # Errors
     ///
