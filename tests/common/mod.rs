@@ -407,6 +407,25 @@ pub async fn insert_many_is_all_or_nothing_on_a_foreign_tenant_id(env: &Env) {
     assert_eq!(env.raw_posts().await, 2);
 }
 
+/// Every way to update by key refuses `am` (another tenant's key) with `NotFound`:
+/// `ActiveModel::update`, `Entity::update(..).exec`, `TenantRepo::update`, and `save` with a key.
+async fn assert_every_update_is_not_found(env: &Env, am: post::ActiveModel) {
+    let err = am.clone().update(&env.db).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = post::Entity::update(am.clone())
+        .exec(&env.db)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = TenantRepo::<post::Entity>::new(&env.db)
+        .update(am.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let err = am.save(&env.db).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
 pub async fn update_by_id_cannot_touch_another_tenants_row(env: &Env) {
     let s = env.seed().await;
     tenant::scope(env.acme, async {
@@ -415,23 +434,7 @@ pub async fn update_by_id_cannot_touch_another_tenants_row(env: &Env) {
             ..Default::default()
         };
         am.title = Set("hijacked".into());
-        let err = am.clone().update(&env.db).await.unwrap_err();
-        assert!(matches!(err, Error::NotFound { .. }), "{err}");
-        let err = post::Entity::update(am.clone())
-            .exec(&env.db)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::NotFound { .. }), "{err}");
-        let err = TenantRepo::<post::Entity>::new(&env.db)
-            .update(am.clone())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::NotFound { .. }), "{err}");
-        // `save` with a key is an update: same refusal.
-        assert!(matches!(
-            am.save(&env.db).await.unwrap_err(),
-            Error::NotFound { .. }
-        ));
+        assert_every_update_is_not_found(env, am).await;
         // Its own row updates.
         let mut own = post::ActiveModel {
             id: Set(s.acme[0]),
@@ -460,20 +463,7 @@ pub async fn update_with_nothing_to_set_cannot_read_another_tenants_row(env: &En
             ..Default::default()
         };
         for am in [key_only, with_tenant] {
-            let err = am.clone().update(&env.db).await.unwrap_err();
-            assert!(matches!(err, Error::NotFound { .. }), "{err}");
-            let err = post::Entity::update(am.clone())
-                .exec(&env.db)
-                .await
-                .unwrap_err();
-            assert!(matches!(err, Error::NotFound { .. }), "{err}");
-            let err = TenantRepo::<post::Entity>::new(&env.db)
-                .update(am.clone())
-                .await
-                .unwrap_err();
-            assert!(matches!(err, Error::NotFound { .. }), "{err}");
-            let err = am.save(&env.db).await.unwrap_err();
-            assert!(matches!(err, Error::NotFound { .. }), "{err}");
+            assert_every_update_is_not_found(env, am).await;
         }
         // Its own row comes back unchanged.
         let own = post::ActiveModel {

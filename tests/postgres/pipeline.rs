@@ -24,6 +24,15 @@ pub(crate) async fn env(rls: bool, size: usize) -> Env {
     env.with_pipeline(&url, size)
 }
 
+/// Creates `E`'s table, with its policy when `env` is in RLS mode.
+pub(crate) async fn create_table<E: tenant::Tenancy>(env: &Env) {
+    let mut schema = tenant::TenantSchema::new().table::<E>();
+    if env.rls {
+        schema = schema.rls(tenant::Rls::default());
+    }
+    schema.create(&env.raw).await.unwrap();
+}
+
 /// How many statements the pipeline ran during `work`.
 pub(crate) async fn pipelined<T>(env: &Env, work: impl Future<Output = T>) -> (T, u64) {
     let before = env.pipeline.as_ref().unwrap().statements();
@@ -192,11 +201,7 @@ mod labelled {
 async fn a_read_the_pipeline_cannot_decode_runs_on_sqlx_and_is_still_scoped() {
     for rls in [false, true] {
         let env = env(rls, 1).await;
-        let mut schema = tenant::TenantSchema::new().table::<labelled::Entity>();
-        if rls {
-            schema = schema.rls(tenant::Rls::default());
-        }
-        schema.create(&env.raw).await.unwrap();
+        create_table::<labelled::Entity>(&env).await;
         env.seed().await;
         for t in [env.acme, env.globex] {
             tenant::scope(t, async {

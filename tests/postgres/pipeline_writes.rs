@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::common::entities::post;
 use crate::common::{Env, new_post};
-use crate::pipeline::{env, pipelined};
+use crate::pipeline::{create_table, env, pipelined};
 
 async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
     let env = env(rls, 1).await;
@@ -164,12 +164,7 @@ async fn a_refused_commit_leaves_nothing_written() {
     use sea_orm::ConnectionTrait;
 
     let env = env(true, 1).await;
-    tenant::TenantSchema::new()
-        .table::<hooked::Entity>()
-        .rls(tenant::Rls::default())
-        .create(&env.raw)
-        .await
-        .unwrap();
+    create_table::<hooked::Entity>(&env).await;
     env.raw
         .execute_unprepared(
             "ALTER TABLE hooked ADD CONSTRAINT hooked_note_once UNIQUE (tenant_id, note) \
@@ -268,11 +263,7 @@ pub(crate) mod hooked {
 
 async fn hooks_keep_their_semantics(rls: bool) {
     let env = env(rls, 1).await;
-    let mut schema = tenant::TenantSchema::new().table::<hooked::Entity>();
-    if rls {
-        schema = schema.rls(tenant::Rls::default());
-    }
-    schema.create(&env.raw).await.unwrap();
+    create_table::<hooked::Entity>(&env).await;
     let acme = env.acme.to_string();
     // What a hook that asks sees: the bound tenant in RLS mode, none in app-level mode.
     let seen = if rls { acme.as_str() } else { "" };
@@ -369,12 +360,7 @@ async fn hooks_keep_their_semantics_under_rls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_cancelled_with_its_transaction_open_leaves_nothing() {
     let env: Env = env(true, 1).await;
-    tenant::TenantSchema::new()
-        .table::<hooked::Entity>()
-        .rls(tenant::Rls::default())
-        .create(&env.raw)
-        .await
-        .unwrap();
+    create_table::<hooked::Entity>(&env).await;
     env.seed().await;
     for round in 0..5 {
         let id = Uuid::new_v4();
