@@ -8,6 +8,7 @@ mod context;
 mod db;
 mod entity;
 mod error;
+pub mod future;
 #[cfg(feature = "pipeline")]
 mod hooks;
 mod id;
@@ -52,7 +53,6 @@ pub mod __private {
     pub use crate::__pg_decoder as pg_decoder;
     pub use crate::context::Access;
     pub use crate::db::{Exec, Unit};
-    pub use crate::write::{delete, insert, save, update};
     pub use sea_orm;
     pub use uuid;
 

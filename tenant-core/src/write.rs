@@ -115,7 +115,7 @@ fn not_found<E: EntityTrait>(err: DbErr) -> Error {
 }
 
 /// Inserts one row, stamped with the tenant in scope, and returns it as stored.
-pub async fn insert<A, C>(conn: &C, am: A) -> Result<ModelOf<A>>
+pub(crate) async fn insert<A, C>(conn: &C, am: A) -> Result<ModelOf<A>>
 where
     A: ActiveModelTrait + ActiveModelBehavior + Send,
     A::Entity: TenantScoped,
@@ -232,7 +232,7 @@ where
 
 /// Updates one row by primary key within the tenant in scope. Another tenant's row is
 /// [`Error::NotFound`] with nothing written.
-pub async fn update<A, C>(conn: &C, am: A) -> Result<ModelOf<A>>
+pub(crate) async fn update<A, C>(conn: &C, am: A) -> Result<ModelOf<A>>
 where
     A: ActiveModelTrait + ActiveModelBehavior + Send,
     A::Entity: TenantScoped,
@@ -244,7 +244,7 @@ where
 }
 
 /// Inserts when the primary key is unset, updates otherwise.
-pub async fn save<A, C>(conn: &C, am: A) -> Result<A>
+pub(crate) async fn save<A, C>(conn: &C, am: A) -> Result<A>
 where
     A: ActiveModelTrait + ActiveModelBehavior + Send,
     A::Entity: TenantScoped,
@@ -262,7 +262,7 @@ where
 }
 
 /// Deletes one row by its primary key within the tenant in scope; [`Error::NotFound`] otherwise.
-pub async fn delete<A, C>(conn: &C, am: A) -> Result<()>
+pub(crate) async fn delete<A, C>(conn: &C, am: A) -> Result<()>
 where
     A: ActiveModelTrait + ActiveModelBehavior + Send,
     A::Entity: TenantScoped,

@@ -362,9 +362,10 @@ fn fallback(model: &Model<'_>, errors: &TokenStream) -> TokenStream {
 /// The `ActiveModel` and `Model` write shadows of a tenant-scoped entity; none for the dense
 /// format, whose generated code needs SeaORM's own.
 fn model_writes(root: &TokenStream, dense: bool) -> TokenStream {
-    // The write shadows return tenant-core's futures as they are: an `async fn` wrapper would be
-    // one more state machine per method and entity, type- and borrow-checked in the user's crate.
-    let future = quote!(::core::future::Future);
+    // The write shadows only build tenant-core's named futures: the write's bounds are then
+    // checked where it is awaited, not once per entity here, and no opaque type is left for the
+    // user's crate to type- and borrow-check.
+    let future = quote!(#root::future);
     if dense {
         // See `reads` above: the scoped spellings stay `Entity::insert(am)`, `Entity::update(am)`,
         // `Entity::delete_by_id(id)` and `TenantRepo`.
@@ -374,34 +375,34 @@ fn model_writes(root: &TokenStream, dense: bool) -> TokenStream {
             impl ActiveModel {
                 /// Tenant-scoped insert, stamped with the tenant in scope.
                 #[inline]
-                pub fn insert<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<Model>> + '_ {
-                    #root::__private::insert(db, self)
+                pub fn insert<C: #root::TenantConnection>(self, db: &C) -> #future::Insert<'_, C, ActiveModel> {
+                    #future::Insert::new(db, self)
                 }
 
                 /// Tenant-scoped update; another tenant's row is `NotFound`, and the tenant column never changes.
                 #[inline]
-                pub fn update<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<Model>> + '_ {
-                    #root::__private::update(db, self)
+                pub fn update<C: #root::TenantConnection>(self, db: &C) -> #future::Update<'_, C, ActiveModel> {
+                    #future::Update::new(db, self)
                 }
 
                 /// Tenant-scoped insert or update, by whether the primary key is set.
                 #[inline]
-                pub fn save<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<Self>> + '_ {
-                    #root::__private::save(db, self)
+                pub fn save<C: #root::TenantConnection>(self, db: &C) -> #future::Save<'_, C, ActiveModel> {
+                    #future::Save::new(db, self)
                 }
 
                 /// Tenant-scoped delete; another tenant's row is `NotFound`.
                 #[inline]
-                pub fn delete<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<()>> + '_ {
-                    #root::__private::delete(db, self)
+                pub fn delete<C: #root::TenantConnection>(self, db: &C) -> #future::Delete<'_, C, ActiveModel> {
+                    #future::Delete::new(db, self)
                 }
             }
 
             impl Model {
                 /// Tenant-scoped delete; another tenant's row is `NotFound`.
                 #[inline]
-                pub fn delete<C: #root::TenantConnection>(self, db: &C) -> impl #future<Output = #root::Result<()>> + '_ {
-                    #root::__private::delete(db, <ActiveModel as ::core::convert::From<Self>>::from(self))
+                pub fn delete<C: #root::TenantConnection>(self, db: &C) -> #future::Delete<'_, C, ActiveModel> {
+                    #future::Delete::new(db, <ActiveModel as ::core::convert::From<Self>>::from(self))
                 }
             }
         }

@@ -208,6 +208,7 @@ macro_rules! scenarios {
             count_exists_and_paginate_are_scoped,
             partial_models_and_tuples_are_scoped,
             inserts_are_stamped_and_foreign_tenant_ids_refused,
+            write_futures_start_when_polled_in_the_scope_they_run_in,
             insert_many_is_all_or_nothing_on_a_foreign_tenant_id,
             update_by_id_cannot_touch_another_tenants_row,
             update_cannot_change_the_tenant,
@@ -383,6 +384,47 @@ pub async fn inserts_are_stamped_and_foreign_tenant_ids_refused(env: &Env) {
         let mut own = new_post("c");
         own.tenant_id = Set(tid(env.acme));
         own.insert(&env.db).await.unwrap();
+    })
+    .await;
+    assert_eq!(env.raw_posts().await, 2);
+}
+
+/// The derive's write methods return futures that do nothing until polled, and take the tenant
+/// in scope where they run, like every other future of the crate.
+#[expect(
+    clippy::async_yields_async,
+    reason = "the futures are made in one scope and awaited in another"
+)]
+pub async fn write_futures_start_when_polled_in_the_scope_they_run_in(env: &Env) {
+    fn send<F: Send>(f: F) -> F {
+        f
+    }
+    // Built in acme's scope, never polled: nothing is written.
+    let never = tenant::scope(env.acme, async { send(new_post("never").insert(&env.db)) }).await;
+    assert_eq!(format!("{never:?}"), r#"Insert { state: "ready", .. }"#);
+    drop(never);
+    assert_eq!(env.raw_posts().await, 0);
+    // Built in acme's scope, awaited in globex's: the row is globex's.
+    let later = tenant::scope(env.acme, async { new_post("later").insert(&env.db) }).await;
+    let p = tenant::scope(env.globex, later).await.unwrap();
+    assert_eq!(p.tenant_id, tid(env.globex));
+    // Awaited with no tenant in scope: refused.
+    let none = tenant::scope(env.acme, async { new_post("none").insert(&env.db) }).await;
+    assert!(matches!(none.await, Err(Error::NoTenant)), "no tenant");
+    // Several at once, through `join!`.
+    tenant::scope(env.acme, async {
+        let (a, b) = tokio::join!(
+            send(new_post("a").insert(&env.db)),
+            send(new_post("b").insert(&env.db)),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!((a.tenant_id, b.tenant_id), (tid(env.acme), tid(env.acme)));
+        let mut renamed = a.into_active_model();
+        renamed.slug = Set("a2".into());
+        let (renamed, deleted) =
+            tokio::join!(send(renamed.save(&env.db)), send(b.delete(&env.db)),);
+        assert_eq!(renamed.unwrap().slug.unwrap(), "a2");
+        deleted.unwrap();
     })
     .await;
     assert_eq!(env.raw_posts().await, 2);
