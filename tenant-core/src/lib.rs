@@ -19,6 +19,7 @@ mod repo;
 mod rls;
 mod schema;
 mod select;
+mod template;
 mod write;
 
 #[cfg(feature = "postgres")]

@@ -82,7 +82,7 @@ where
 
     /// The row with this primary key in the current tenant.
     pub async fn find_by_id(&self, id: impl Into<KeyOf<E>>) -> Result<Option<ModelOf<E>>> {
-        crate::__private::find_by_id::<E>(id).one(&self.conn).await
+        crate::select::get_by_id::<E, C>(&self.conn, id.into()).await
     }
 
     /// Every row of the current tenant.
@@ -92,7 +92,7 @@ where
 
     /// The number of rows of the current tenant.
     pub async fn count(&self) -> Result<u64> {
-        self.find().count(&self.conn).await
+        crate::select::count_all::<E, C>(&self.conn).await
     }
 
     /// Whether any row of the current tenant matches `filter`.

@@ -6,17 +6,21 @@
 
 use std::marker::PhantomData;
 
-use sea_orm::sea_query::{Expr, ExprTrait, IntoValueTuple, SelectStatement};
+use sea_orm::sea_query::{Expr, ExprTrait, FromValueTuple, IntoValueTuple, SelectStatement};
 use sea_orm::{
-    ColumnTrait, Condition, Cursor, FromQueryResult, IdenStatic, IntoIdentity, PaginatorTrait,
-    PartialModelTrait, QueryFilter, QueryOrder, QuerySelect, Related, RelationDef, Select,
-    SelectModel, SelectTwo, SelectTwoMany, TryGetableMany,
+    ColumnTrait, Condition, ConnectionTrait, Cursor, DbBackend, EntityTrait, FromQueryResult,
+    IdenStatic, IntoIdentity, PaginatorTrait, PartialModelTrait, PrimaryKeyTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Related, RelationDef, Select, SelectModel, SelectTwo,
+    SelectTwoMany, TryGetableMany, Value,
 };
 
 use crate::context::{Access, audit_system};
 use crate::db::{self, TenantConnection, Unit};
 use crate::entity::{Tenancy, table_name};
+use crate::template::{self, Shape};
 use crate::{Error, Result, TenantId};
+
+type KeyOf<E> = <<E as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType;
 
 /// A SeaORM query whose tenant predicates are added when it runs.
 ///
@@ -109,24 +113,29 @@ impl Plan {
         conn: &C,
         operation: &'static str,
     ) -> Result<Self> {
-        let Some(column) = E::tenant_column() else {
+        if E::tenant_column().is_none() {
             return Ok(Self {
                 predicate: None,
                 access: None,
             });
-        };
-        let access = db::access(conn)?;
-        let predicate = match &access {
-            Access::Tenant(id) => Some(column.eq(id.to_value())),
-            Access::System(reason) => {
+        }
+        Ok(Self::acting_for::<E>(db::access(conn)?, operation))
+    }
+
+    /// The plan for tenant-scoped `E` acting for `access`.
+    pub(crate) fn acting_for<E: Tenancy>(access: Access, operation: &'static str) -> Self {
+        let predicate = match (&access, E::tenant_column()) {
+            (_, None) => None,
+            (Access::Tenant(id), Some(column)) => Some(column.eq(id.to_value())),
+            (Access::System(reason), Some(_)) => {
                 audit_system(reason, operation, table_name::<E>());
                 None
             }
         };
-        Ok(Self {
+        Self {
             predicate,
             access: Some(access),
-        })
+        }
     }
 
     /// Whom the operation acts for; `None` when only global tables are involved.
@@ -153,6 +162,14 @@ impl Plan {
     /// The predicate, for statements that take it elsewhere (an upsert's `WHERE`).
     pub(crate) fn predicate(&self) -> Option<&Expr> {
         self.predicate.as_ref()
+    }
+
+    /// The value the predicate compares the tenant column with, if there is a predicate.
+    pub(crate) fn tenant_value(&self) -> Option<sea_orm::Value> {
+        match (&self.predicate, &self.access) {
+            (Some(_), Some(Access::Tenant(id))) => Some(id.to_value()),
+            _ => None,
+        }
     }
 
     /// Opens the unit of work this plan's statements run in.
@@ -642,10 +659,99 @@ where
 
 /// Reads on the pipelined executor, when the connection has one and the statement fits it;
 /// `None` otherwise, before anything has run, and the caller takes the sqlx path.
+/// `E`'s row with primary key `id` in the tenant in scope: `TenantRepo::find_by_id`, with its
+/// statement kept (see [`template`]).
+pub(crate) async fn get_by_id<E: Tenancy, C: TenantConnection>(
+    conn: &C,
+    id: KeyOf<E>,
+) -> Result<Option<E::Model>> {
+    let plan = Plan::of::<E, C>(conn, "select")?;
+    let key = id.into_value_tuple();
+    let statement = |backend| get_statement::<E>(&plan, &key, backend);
+    #[cfg(feature = "pipeline")]
+    if let Some(models) =
+        piped::rows::<E, C>(conn, &plan, || statement(DbBackend::Postgres)).await?
+    {
+        return Ok(models.into_iter().next());
+    }
+    in_unit!(plan, conn, |exec| async {
+        let stmt = statement(exec.get_database_backend());
+        match exec.query_one_raw(stmt).await? {
+            Some(row) => E::Model::from_query_result(&row, "").map(Some),
+            None => Ok(None),
+        }
+    })
+}
+
+/// How many rows of `E` the tenant in scope has: `TenantRepo::count`, with its statement kept.
+pub(crate) async fn count_all<E: Tenancy, C: TenantConnection>(conn: &C) -> Result<u64> {
+    let plan = Plan::of::<E, C>(conn, "count")?;
+    let statement = |backend| count_statement::<E>(&plan, backend);
+    #[cfg(feature = "pipeline")]
+    if let Some(route) = db::route(conn, plan.access())
+        && let Some(count) = Box::pin(route.count(&statement(DbBackend::Postgres))).await?
+    {
+        return Ok(count);
+    }
+    in_unit!(plan, conn, |exec| async {
+        let stmt = statement(exec.get_database_backend());
+        Ok::<_, sea_orm::DbErr>(match exec.query_one_raw(stmt).await? {
+            Some(row) => count_of(&row)?,
+            None => 0,
+        })
+    })
+}
+
+/// `SELECT .. WHERE <key> [AND <tenant>] LIMIT 1` for `key` under `plan`, as SeaORM's
+/// `find_by_id(key).filter(..).one(..)` builds it; kept once built.
+pub(crate) fn get_statement<E: Tenancy>(
+    plan: &Plan,
+    key: &sea_orm::sea_query::ValueTuple,
+    backend: DbBackend,
+) -> sea_orm::Statement {
+    let mut values: Vec<Value> = key.clone().into_iter().collect();
+    values.extend(plan.tenant_value());
+    // SeaORM's `one` adds `LIMIT 1`, a bound value.
+    values.push(Value::from(1_u64));
+    let scoped = plan.predicate.is_some();
+    template::statement::<E>(Shape::Get, backend, scoped, values, || {
+        let key = KeyOf::<E>::from_value_tuple(key.clone());
+        #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+        let select = <E as EntityTrait>::find_by_id(key);
+        plan.apply(select).limit(1).build(backend)
+    })
+}
+
+/// The count of `E`'s rows under `plan`, as SeaORM's `find().filter(..).count(..)` builds it;
+/// kept once built.
+pub(crate) fn count_statement<E: Tenancy>(plan: &Plan, backend: DbBackend) -> sea_orm::Statement {
+    let values = plan.tenant_value().into_iter().collect();
+    let scoped = plan.predicate.is_some();
+    template::statement::<E>(Shape::Count, backend, scoped, values, || {
+        #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+        let select = <E as EntityTrait>::find();
+        backend.build(&counted(plan.apply(select).as_query()))
+    })
+}
+
+/// SeaORM's count of the rows `select` matches (`PaginatorTrait::count`): the select without
+/// its order, counted in a subquery (its limit and offset apply).
+fn counted(select: &SelectStatement) -> SelectStatement {
+    SelectStatement::new()
+        .expr(Expr::cust("COUNT(*) AS num_items"))
+        .from_subquery(select.clone().clear_order_by().to_owned(), "sub_query")
+        .to_owned()
+}
+
+/// The count of a row of [`counted`], read as SeaORM reads it.
+fn count_of(row: &sea_orm::QueryResult) -> std::result::Result<u64, sea_orm::DbErr> {
+    // SeaORM's own conversion (`as u64`); a count is never negative.
+    Ok(row.try_get::<i64>("", "num_items")?.cast_unsigned())
+}
+
 #[cfg(feature = "pipeline")]
 mod piped {
-    use sea_orm::sea_query::{Expr, SelectStatement};
-    use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select};
+    use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select, Statement};
 
     use super::Plan;
     use crate::db::{self, TenantConnection};
@@ -657,13 +763,22 @@ mod piped {
         plan: &Plan,
         select: &Select<E>,
     ) -> Result<Option<Vec<E::Model>>> {
+        rows::<E, C>(conn, plan, || select.build(DbBackend::Postgres)).await
+    }
+
+    /// The models of `E` the statement `stmt` (built only if the read goes this way) returns.
+    pub(super) async fn rows<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        plan: &Plan,
+        stmt: impl FnOnce() -> Statement,
+    ) -> Result<Option<Vec<E::Model>>> {
         let Some(route) = db::route(conn, plan.access()) else {
             return Ok(None);
         };
         let Some(decoder) = E::__pg_decoder() else {
             return Ok(None);
         };
-        let stmt = select.build(DbBackend::Postgres);
+        let stmt = stmt();
         let columns: Vec<&str> = <E as EntityTrait>::Column::iter()
             .map(|c| c.as_str())
             .collect();
@@ -680,14 +795,7 @@ mod piped {
         let Some(route) = db::route(conn, plan.access()) else {
             return Ok(None);
         };
-        let counted = SelectStatement::new()
-            .expr(Expr::cust("COUNT(*) AS num_items"))
-            .from_subquery(
-                select.as_query().clone().clear_order_by().to_owned(),
-                "sub_query",
-            )
-            .to_owned();
-        let stmt = DbBackend::Postgres.build(&counted);
+        let stmt = DbBackend::Postgres.build(&super::counted(select.as_query()));
         Box::pin(route.count(&stmt)).await
     }
 }

@@ -2,16 +2,18 @@
 //! to it, and no write can move a row to another tenant.
 
 use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{FromValueTuple as _, IntoValueTuple as _};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ActiveValue, ConnectionTrait, DbErr, DeleteMany,
-    EntityTrait, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait,
-    QueryTrait, UpdateMany, Value, sea_query::FromValueTuple as _,
+    ActiveModelBehavior, ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, DbErr,
+    DeleteMany, EntityTrait, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn,
+    PrimaryKeyTrait, QueryTrait, UpdateMany, Value,
 };
 
 use crate::context::{Access, audit_system};
 use crate::db::TenantConnection;
 use crate::entity::{TenantScoped, table_name};
 use crate::select::{Plan, Scoped, in_unit};
+use crate::template::{self, Shape};
 use crate::{Error, Result};
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
@@ -311,18 +313,42 @@ where
     K: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
 {
     let plan = Plan::of::<E, C>(conn, "delete")?;
-    #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
-    let query = plan.apply(E::delete_by_id(id));
+    let key = id.into().into_value_tuple();
+    // Kept once built (see `template`): the key's values, then the tenant's.
+    let statement = |backend| delete_by_id_statement::<E>(&plan, &key, backend);
     #[cfg(feature = "pipeline")]
     if let Some(route) = crate::db::route(conn, plan.access()) {
         // No hooks: the delete and, in RLS mode, its transaction go out in one round trip.
-        let sql = sea_orm::DbBackend::Postgres.build(query.as_query());
+        let sql = statement(DbBackend::Postgres);
         if let Some(rows) = Box::pin(route.write_count(&sql)).await? {
             return deleted::<E>(rows);
         }
     }
-    let result = in_unit!(plan, conn, |exec| query.exec(exec))?;
-    deleted::<E>(result.rows_affected)
+    let rows = in_unit!(plan, conn, |exec| async {
+        let stmt = statement(exec.get_database_backend());
+        exec.execute_raw(stmt)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    deleted::<E>(rows)
+}
+
+/// `DELETE .. WHERE <key> [AND <tenant>]` for `key` under `plan`, as SeaORM's
+/// `delete_by_id(key).filter(..)` builds it; kept once built.
+pub(crate) fn delete_by_id_statement<E: TenantScoped>(
+    plan: &Plan,
+    key: &sea_orm::sea_query::ValueTuple,
+    backend: DbBackend,
+) -> sea_orm::Statement {
+    let mut values: Vec<Value> = key.clone().into_iter().collect();
+    values.extend(plan.tenant_value());
+    let scoped = plan.predicate().is_some();
+    template::statement::<E>(Shape::DeleteById, backend, scoped, values, || {
+        let key = <E::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(key.clone());
+        #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+        let query = plan.apply(E::delete_by_id(key));
+        backend.build(query.as_query())
+    })
 }
 
 /// Inserts the row, or updates the row of the current tenant that has the same primary key.

@@ -325,6 +325,9 @@ pub async fn count_exists_and_paginate_are_scoped(env: &Env) {
         assert_eq!(rest.len(), 1);
         assert!(first.iter().chain(&rest).all(|p| s.acme.contains(&p.id)));
         assert_eq!(comment::Entity::find().count(&env.db).await.unwrap(), 2);
+        // As SeaORM's `count`: the select's limit and offset apply.
+        let limited = post::Entity::find().limit(5).offset(1);
+        assert_eq!(limited.count(&env.db).await.unwrap(), 1);
     })
     .await;
 }
