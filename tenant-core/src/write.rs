@@ -1,12 +1,12 @@
 //! Writes: every insert is stamped with the tenant in scope, every update and delete is limited
 //! to it, and no write can move a row to another tenant.
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict, Query, ReturningClause};
 use sea_orm::sea_query::{FromValueTuple as _, IntoValueTuple as _};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, DbErr,
-    DeleteMany, EntityTrait, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn,
-    PrimaryKeyTrait, QueryTrait, UpdateMany, Value,
+    ActiveModelBehavior, ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbBackend,
+    DbErr, DeleteMany, EntityTrait, FromQueryResult, IdenStatic, IntoActiveModel, Iterable,
+    PrimaryKeyToColumn, PrimaryKeyTrait, QueryTrait, UpdateMany, Value,
 };
 
 use crate::context::{Access, audit_system};
@@ -179,6 +179,23 @@ where
     ModelOf<A>: IntoActiveModel<A>,
     X: ConnectionTrait,
 {
+    // With `RETURNING`, SeaORM's `exec_with_returning` and `UpdateOne::exec` are one statement
+    // returning every column: that statement, kept (see `template`).
+    let backend = exec.get_database_backend();
+    let kept = if !exec.support_returning() {
+        None
+    } else if insert {
+        insert_sql(&am, backend)
+    } else {
+        update_sql(plan, &am, backend)
+    };
+    if let Some(stmt) = kept {
+        let row = exec.query_one_raw(stmt).await;
+        return match row.map_err(|e| saved_error::<A>(e, insert))? {
+            Some(row) => ModelOf::<A>::from_query_result(&row, "").map_err(Error::Db),
+            None => Err(saved_error::<A>(saved_nothing(insert), insert)),
+        };
+    }
     if insert {
         return A::Entity::insert(am)
             .exec_with_returning(exec)
@@ -202,6 +219,115 @@ where
             });
     }
     query.exec(exec).await.map_err(not_found::<A::Entity>)
+}
+
+/// What SeaORM reports when a save's `RETURNING` gives no row: an insert without its row, an
+/// update of a row the tenant does not have.
+fn saved_nothing(insert: bool) -> DbErr {
+    if insert {
+        DbErr::RecordNotFound("Failed to find inserted item".to_owned())
+    } else {
+        DbErr::RecordNotUpdated
+    }
+}
+
+/// A save's error, as the insert or the update reports it.
+fn saved_error<A: ActiveModelTrait>(err: DbErr, insert: bool) -> Error {
+    if insert {
+        write_error::<A::Entity>(err)
+    } else {
+        not_found::<A::Entity>(err)
+    }
+}
+
+/// `RETURNING` every column, as SeaORM's `exec_with_returning` writes it.
+fn returning<E: EntityTrait>(backend: DbBackend) -> ReturningClause {
+    Query::returning().exprs(E::Column::iter().map(|c| c.select_as(c.into_returning_expr(backend))))
+}
+
+/// The columns of `E` as bits, in declaration order; `None` past 64 columns.
+fn column_bits<E: EntityTrait>(mut has: impl FnMut(E::Column) -> bool) -> Option<u64> {
+    let mut bits = 0_u64;
+    for (i, column) in E::Column::iter().enumerate() {
+        if has(column) {
+            bits |= 1_u64.checked_shl(u32::try_from(i).ok()?)?;
+        }
+    }
+    Some(bits)
+}
+
+/// SeaORM's `Insert::one(am)` with `RETURNING` every column, kept per set of given columns;
+/// `None` for an entity of more than 64 columns.
+pub(crate) fn insert_sql<A>(am: &A, backend: DbBackend) -> Option<sea_orm::Statement>
+where
+    A: ActiveModelTrait,
+    A::Entity: TenantScoped,
+{
+    let mut values = Vec::new();
+    let given = column_bits::<A::Entity>(|column| match am.get(column) {
+        ActiveValue::Set(v) | ActiveValue::Unchanged(v) => {
+            values.push(v);
+            true
+        }
+        ActiveValue::NotSet => false,
+    })?;
+    let shape = Shape::Insert { given };
+    Some(template::statement::<A::Entity>(
+        shape,
+        backend,
+        true,
+        values,
+        || {
+            let mut query = A::Entity::insert(am.clone()).into_query();
+            query.returning(returning::<A::Entity>(backend));
+            backend.build(&query)
+        },
+    ))
+}
+
+/// SeaORM's `Update::one(am)` with the plan's predicate and `RETURNING` every column, kept per
+/// set of changed columns; `None` when SeaORM's own path must run: a key column unset (SeaORM's
+/// error), nothing to set (a scoped read instead), more than 64 columns.
+pub(crate) fn update_sql<A>(plan: &Plan, am: &A, backend: DbBackend) -> Option<sea_orm::Statement>
+where
+    A: ActiveModelTrait,
+    A::Entity: TenantScoped,
+{
+    let mut values = Vec::new();
+    let is_key = |column| <A::Entity as EntityTrait>::PrimaryKey::from_column(column).is_some();
+    let changed = column_bits::<A::Entity>(|column| match am.get(column) {
+        ActiveValue::Set(v) if !is_key(column) => {
+            values.push(v);
+            true
+        }
+        _ => false,
+    })?;
+    if changed == 0 {
+        return None;
+    }
+    for key in <A::Entity as EntityTrait>::PrimaryKey::iter() {
+        match am.get(key.into_column()) {
+            ActiveValue::Set(v) | ActiveValue::Unchanged(v) => values.push(v),
+            ActiveValue::NotSet => return None,
+        }
+    }
+    values.extend(plan.tenant_value());
+    let shape = Shape::Update { changed };
+    let scoped = plan.predicate().is_some();
+    Some(template::statement::<A::Entity>(
+        shape,
+        backend,
+        scoped,
+        values,
+        || {
+            let update = A::Entity::update(am.clone()).validate();
+            let mut query = plan
+                .apply(update.expect("every key column is set"))
+                .into_query();
+            query.returning(returning::<A::Entity>(backend));
+            backend.build(&query)
+        },
+    ))
 }
 
 /// Inserts many rows, each stamped, and returns them as stored. Refuses all of them when any
@@ -592,14 +718,14 @@ impl<E: TenantScoped> DeleteById<E> {
 /// as without the pipeline.
 #[cfg(feature = "pipeline")]
 mod piped {
-    use sea_orm::sea_query::{Query, ReturningClause};
     use sea_orm::{
-        ActiveModelBehavior, ActiveModelTrait, ColumnTrait, DbBackend, DbErr, EntityTrait,
-        IdenStatic, IntoActiveModel, Iterable, QueryTrait, Statement,
+        ActiveModelBehavior, ActiveModelTrait, DbBackend, EntityTrait, IdenStatic, IntoActiveModel,
+        Iterable, QueryTrait, Statement,
     };
 
     use super::{
-        ModelOf, delete_statement, deleted, hold_tenant, not_found, save_statement, write_error,
+        ModelOf, delete_statement, deleted, hold_tenant, insert_sql, save_statement, saved_error,
+        saved_nothing, update_sql,
     };
     use crate::context::Access;
     use crate::db::TenantConnection;
@@ -609,32 +735,19 @@ mod piped {
     use crate::select::{Plan, in_unit};
     use crate::{Error, Result};
 
-    /// `RETURNING` every column, as SeaORM's `exec_with_returning` writes it for PostgreSQL.
-    fn returning<E: EntityTrait>() -> ReturningClause {
-        Query::returning().exprs(
-            E::Column::iter().map(|c| c.select_as(c.into_returning_expr(DbBackend::Postgres))),
-        )
-    }
-
-    /// The insert or update of `am` (tenant held) returning every column; `None` for an update
-    /// with nothing to set, which `save_statement` answers with a scoped read.
-    fn save_sql<A>(plan: &Plan, am: &A, insert: bool) -> Result<Option<Statement>>
+    /// The insert or update of `am` (tenant held) returning every column; `None` where
+    /// `save_statement` must answer: an update with nothing to set (a scoped read), a key column
+    /// unset (SeaORM's error), an entity of more than 64 columns.
+    fn save_sql<A>(plan: &Plan, am: &A, insert: bool) -> Option<Statement>
     where
         A: ActiveModelTrait,
         A::Entity: TenantScoped,
     {
         if insert {
-            let mut query = A::Entity::insert(am.clone()).into_query();
-            query.returning(returning::<A::Entity>());
-            return Ok(Some(DbBackend::Postgres.build(&query)));
+            insert_sql(am, DbBackend::Postgres)
+        } else {
+            update_sql(plan, am, DbBackend::Postgres)
         }
-        let update = plan.apply(A::Entity::update(am.clone()).validate()?);
-        if update.as_query().get_values().is_empty() {
-            return Ok(None);
-        }
-        let mut query = update.into_query();
-        query.returning(returning::<A::Entity>());
-        Ok(Some(DbBackend::Postgres.build(&query)))
     }
 
     /// The row a save returned; none is what SeaORM reports for an insert without its row, and
@@ -643,15 +756,9 @@ mod piped {
     where
         A: ActiveModelTrait,
     {
-        rows.into_iter().next().ok_or_else(|| {
-            if insert {
-                write_error::<A::Entity>(DbErr::RecordNotFound(
-                    "Failed to find inserted item".to_owned(),
-                ))
-            } else {
-                not_found::<A::Entity>(DbErr::RecordNotUpdated)
-            }
-        })
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| saved_error::<A>(saved_nothing(insert), insert))
     }
 
     fn delete_sql<A>(plan: &Plan, am: &A) -> Result<Statement>
@@ -691,7 +798,7 @@ mod piped {
                 async {
                     let mut am = am.before_save(exec, insert).await?;
                     hold_tenant(&mut am, access, insert)?;
-                    let written = match save_sql(plan, &am, insert)? {
+                    let written = match save_sql(plan, &am, insert) {
                         Some(sql) => route.write_models(&sql, decoder, &columns).await?,
                         None => None,
                     };
@@ -723,7 +830,7 @@ mod piped {
         }
         let mut am = hooked?;
         hold_tenant(&mut am, access, insert)?;
-        let opened = match save_sql(plan, &am, insert)? {
+        let opened = match save_sql(plan, &am, insert) {
             Some(sql) => route.open_models(&sql, decoder, &columns).await?,
             None => None,
         };
