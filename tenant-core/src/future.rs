@@ -1,16 +1,16 @@
 //! The futures of the write methods that `#[derive(TenantScoped)]` gives an `ActiveModel` and a
 //! `Model`: `insert`, `update`, `save` and `delete`.
 //!
-//! Each is a plain [`Future`]: `.await` it, or hand it to `join!` or `select!`. They are named
-//! types rather than `impl Future` so that the generated method only builds a struct, and the
-//! write's bounds are checked once where it is awaited instead of once per entity where it is
-//! declared: that is most of what the derive adds to a crate's build time. The write itself
-//! starts on the first poll, on the heap (its type cannot be named on stable Rust), which costs
-//! one allocation per write.
+//! Each is a plain [`Future`]: `.await` it, or hand it to `join!` or `select!`. It does nothing
+//! until polled, and its write acts for the tenant in scope where it is polled. `note.insert(&db)`
+//! on a derived entity's `ActiveModel` returns `tenant::future::Insert<'_, TenantDb,
+//! note::ActiveModel>`, whose output is `tenant::Result<note::Model>`, and which is `Send`.
 //!
-//! `note.insert(&db)` on a derived entity's `ActiveModel` returns
-//! `tenant::future::Insert<'_, TenantDb, note::ActiveModel>`, whose output is
-//! `tenant::Result<note::Model>`; it is `Send` and can be spawned when `db` can.
+//! They are named types rather than `impl Future` so that the generated method only builds a
+//! struct: the write's bounds are checked once where it is awaited, not once per entity in the
+//! user's crate (a point of the derive's build cost, measured in `BENCHMARKS.md`). The write
+//! itself starts on the first poll, on the heap (its type cannot be named on stable Rust): one
+//! allocation per write.
 
 use std::fmt;
 use std::mem;

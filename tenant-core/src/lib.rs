@@ -61,13 +61,9 @@ pub mod __private {
 
     use crate::{Scoped, Tenancy};
 
-    /// `Entity::find()` for a declared entity.
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "the one place the select is made; `Scoped` adds the predicate"
-    )]
+    /// `Entity::find()` for a declared entity: SeaORM's select, kept per entity and cloned.
     pub fn find<E: Tenancy>() -> Scoped<Select<E>> {
-        Scoped::new(<E as EntityTrait>::find())
+        Scoped::new(crate::template::find::<E>())
     }
 
     /// `Entity::find_by_id(..)` for a declared entity.

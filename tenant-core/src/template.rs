@@ -10,11 +10,11 @@
 //! the same order; only then is its SQL kept. A shape that never passes the check, or an entity
 //! whose table or schema name changes between calls, is built by SeaORM every time.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{LazyLock, PoisonError, RwLock};
 
-use sea_orm::{DbBackend, EntityName, Statement, Value, Values};
+use sea_orm::{DbBackend, EntityName, EntityTrait, Select, Statement, Value, Values};
 
 /// The operations whose statements are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,6 +107,53 @@ pub(crate) fn statement<E: EntityName>(
         }
     }
     fresh
+}
+
+/// SeaORM's select of every column of one entity, and the names it was built with.
+struct KeptSelect<E: EntityTrait> {
+    schema: Option<String>,
+    table: &'static str,
+    select: Select<E>,
+}
+
+static SELECTS: LazyLock<RwLock<HashMap<TypeId, Box<dyn Any + Send + Sync>>>> =
+    LazyLock::new(Default::default);
+
+/// SeaORM's `E::find()`, built once and cloned: a clone is a fraction of building the column
+/// list again. Built every time for an entity whose table or schema name changes.
+pub(crate) fn find<E: EntityTrait>() -> Select<E> {
+    let entity = E::default();
+    let (schema, table) = (entity.schema_name(), entity.table_name());
+    let same = |kept: &KeptSelect<E>| kept.table == table && kept.schema.as_deref() == schema;
+    {
+        let kept = SELECTS.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(kept) = kept.get(&TypeId::of::<E>()) {
+            return match kept.downcast_ref::<KeptSelect<E>>() {
+                Some(kept) if same(kept) => kept.select.clone(),
+                _ => uncached_find::<E>(),
+            };
+        }
+    }
+    let select = uncached_find::<E>();
+    let kept = KeptSelect {
+        schema: schema.map(str::to_owned),
+        table,
+        select: select.clone(),
+    };
+    SELECTS
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(TypeId::of::<E>())
+        .or_insert_with(|| Box::new(kept));
+    select
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the select is wrapped in `Scoped` by every caller"
+)]
+fn uncached_find<E: EntityTrait>() -> Select<E> {
+    E::find()
 }
 
 fn backend_id(backend: DbBackend) -> Option<u8> {
@@ -344,6 +391,22 @@ mod tests {
         }
     }
 
+    #[test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "SeaORM's own statements, to compare with"
+    )]
+    fn the_kept_find_is_seaorms() {
+        for _ in 0..3 {
+            assert_eq!(
+                find::<pair::Entity>().build(DbBackend::Postgres),
+                pair::Entity::find().build(DbBackend::Postgres)
+            );
+        }
+        let kept = SELECTS.read().unwrap_or_else(PoisonError::into_inner);
+        assert!(kept.contains_key(&TypeId::of::<pair::Entity>()));
+    }
+
     /// What SeaORM's `exec_with_returning` and `UpdateOne::exec` send with `RETURNING`.
     fn returning_all<Q>(backend: DbBackend, query: &mut Q) -> &mut Q
     where
@@ -507,5 +570,11 @@ mod tests {
             .limit(1)
             .build(DbBackend::Postgres);
         assert_eq!(stmt(true), want.sql);
+        // The kept `find()` follows the schema too.
+        for second in [false, true, false] {
+            moving::SECOND_SCHEMA.store(second, Ordering::SeqCst);
+            let want = moving::Entity::find().build(DbBackend::Postgres);
+            assert_eq!(find::<moving::Entity>().build(DbBackend::Postgres), want);
+        }
     }
 }
