@@ -436,10 +436,6 @@ mod tests {
     }
 
     #[test]
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "SeaORM's own statements, to compare with"
-    )]
     fn kept_inserts_and_updates_are_the_ones_seaorm_builds() {
         use sea_orm::ActiveValue::{NotSet, Set, Unchanged};
 
