@@ -657,8 +657,6 @@ where
     in_unit!(plan, conn, |exec| models.load_many(select, exec))
 }
 
-/// Reads on the pipelined executor, when the connection has one and the statement fits it;
-/// `None` otherwise, before anything has run, and the caller takes the sqlx path.
 /// `E`'s row with primary key `id` in the tenant in scope: `TenantRepo::find_by_id`, with its
 /// statement kept (see [`template`]).
 pub(crate) async fn get_by_id<E: Tenancy, C: TenantConnection>(
@@ -749,6 +747,8 @@ fn count_of(row: &sea_orm::QueryResult) -> std::result::Result<u64, sea_orm::DbE
     Ok(row.try_get::<i64>("", "num_items")?.cast_unsigned())
 }
 
+/// Reads on the pipelined executor, when the connection has one and the statement fits it;
+/// `None` otherwise, before anything has run, and the caller takes the sqlx path.
 #[cfg(feature = "pipeline")]
 mod piped {
     use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select, Statement};

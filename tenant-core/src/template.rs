@@ -2,13 +2,18 @@
 //!
 //! A get by id, a count of the tenant's rows and a delete by id always have the same SQL for a
 //! given entity, backend and predicate (the tenant's, or none under a system scope); so do an
-//! insert of the same columns and an update setting the same columns. Only the values change. Building that SQL with sea-query is about a fifth of the client's work for a
-//! get by id, more than everything this crate adds to it, so it is done once.
+//! insert of the same columns and an update setting the same columns. Only the values change.
+//! Building that SQL with sea-query is about a fifth of the client's work for a get by id, more
+//! than everything this crate adds to it, so it is done once.
 //!
 //! Nothing is assumed about how SeaORM orders the values: a shape's statement is built with
 //! SeaORM, as uncached calls do, until once SeaORM bound exactly the values this module binds, in
 //! the same order; only then is its SQL kept. A shape that never passes the check, or an entity
 //! whose table or schema name changes between calls, is built by SeaORM every time.
+//!
+//! The check is also what keeps one tenant's values out of another's statement: a value SeaORM
+//! wrote into the SQL text instead of binding it (and that would be kept with the text) is missing
+//! from the bound values, so the check fails and nothing is kept.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
