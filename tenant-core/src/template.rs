@@ -186,7 +186,7 @@ fn is_kept<E: EntityName>(shape: Shape, backend: DbBackend, scoped: bool) -> boo
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::sea_query::{IntoValueTuple, Query};
+    use sea_orm::sea_query::{IntoValueTuple, Query, ReturningClause};
     use sea_orm::{ColumnTrait, EntityTrait, Iterable, QueryFilter, QuerySelect, QueryTrait};
     use uuid::Uuid;
 
@@ -412,32 +412,10 @@ mod tests {
         assert!(kept.contains_key(&TypeId::of::<pair::Entity>()));
     }
 
-    /// What SeaORM's `exec_with_returning` and `UpdateOne::exec` send with `RETURNING`.
-    fn returning_all<Q>(backend: DbBackend, query: &mut Q) -> &mut Q
-    where
-        Q: sea_orm::sea_query::QueryStatementBuilder + Returning,
-    {
-        query.set_returning(
-            Query::returning()
-                .exprs(pair::Column::iter().map(|c| c.select_as(c.into_returning_expr(backend)))),
-        );
-        query
-    }
-
-    trait Returning {
-        fn set_returning(&mut self, r: sea_orm::sea_query::ReturningClause);
-    }
-
-    impl Returning for sea_orm::sea_query::InsertStatement {
-        fn set_returning(&mut self, r: sea_orm::sea_query::ReturningClause) {
-            self.returning(r);
-        }
-    }
-
-    impl Returning for sea_orm::sea_query::UpdateStatement {
-        fn set_returning(&mut self, r: sea_orm::sea_query::ReturningClause) {
-            self.returning(r);
-        }
+    /// The `RETURNING` of SeaORM's `exec_with_returning` and `UpdateOne::exec`.
+    fn returning_all(backend: DbBackend) -> ReturningClause {
+        Query::returning()
+            .exprs(pair::Column::iter().map(|c| c.select_as(c.into_returning_expr(backend))))
     }
 
     #[test]
@@ -479,12 +457,12 @@ mod tests {
             for n in 0..3 {
                 for am in models(n) {
                     let mut want = pair::Entity::insert(am.clone()).into_query();
-                    let want = backend.build(returning_all(backend, &mut want));
+                    let want = backend.build(want.returning(returning_all(backend)));
                     assert_eq!(insert_sql(&am, backend), Some(want));
                     for plan in &plans() {
                         let want = pair::Entity::update(am.clone()).validate().map(|u| {
                             let mut query = filtered(plan, u).into_query();
-                            backend.build(returning_all(backend, &mut query))
+                            backend.build(query.returning(returning_all(backend)))
                         });
                         assert_eq!(update_sql(plan, &am, backend), want.ok());
                     }
