@@ -468,37 +468,20 @@ mod tests {
                     }
                 }
             }
-            assert!(is_kept::<pair::Entity>(
-                Shape::Insert { given: 0b1111 },
-                backend,
-                true
-            ));
-            assert!(is_kept::<pair::Entity>(
-                Shape::Insert { given: 0b0111 },
-                backend,
-                true
-            ));
-            assert!(is_kept::<pair::Entity>(
-                Shape::Insert { given: 0b1011 },
-                backend,
-                true
-            ));
             // `note` (bit 3) and `tenant_id` (bit 2) are the columns outside the key.
-            assert!(is_kept::<pair::Entity>(
-                Shape::Update { changed: 0b1100 },
-                backend,
-                true
-            ));
-            assert!(is_kept::<pair::Entity>(
-                Shape::Update { changed: 0b0100 },
-                backend,
-                false
-            ));
-            assert!(is_kept::<pair::Entity>(
-                Shape::Update { changed: 0b1000 },
-                backend,
-                true
-            ));
+            for (shape, scoped) in [
+                (Shape::Insert { given: 0b1111 }, true),
+                (Shape::Insert { given: 0b0111 }, true),
+                (Shape::Insert { given: 0b1011 }, true),
+                (Shape::Update { changed: 0b1100 }, true),
+                (Shape::Update { changed: 0b0100 }, false),
+                (Shape::Update { changed: 0b1000 }, true),
+            ] {
+                assert!(
+                    is_kept::<pair::Entity>(shape, backend, scoped),
+                    "{shape:?} on {backend:?}, scoped: {scoped}"
+                );
+            }
         }
         // What only SeaORM's path can answer: nothing to set, a key column unset.
         let plan = &plans()[0];
