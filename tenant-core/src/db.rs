@@ -159,10 +159,20 @@ impl TenantDb {
             (None, _) => None,
             // A system scope in RLS mode runs on the bypass connection, which is sqlx's.
             (Some(_), Some(Access::System(_))) => return None,
-            (Some(rls), Some(Access::Tenant(id))) => Some(rls.begin_sql(*id)),
-            (Some(_), None) => Some("BEGIN".to_owned()),
+            (Some(rls), Some(Access::Tenant(id))) => Some(rls.begin_sql(Some(*id))),
+            (Some(rls), None) => Some(rls.begin_sql(None)),
         };
         Some(crate::pipeline::Route { pipeline, begin })
+    }
+
+    /// The statement that opens a transaction with no tenant binding: in RLS mode it still pins
+    /// `search_path`.
+    #[cfg(feature = "postgres")]
+    fn begin_sql(&self, tenant: Option<crate::TenantId>) -> String {
+        match &self.rls {
+            Some(rls) => rls.begin_sql(tenant),
+            None => "BEGIN".to_owned(),
+        }
     }
 
     /// The RLS settings, when in RLS mode.
@@ -186,6 +196,15 @@ impl TenantDb {
     pub async fn begin(&self) -> Result<TenantTxn> {
         let access = context::access()?;
         let txn = match self.unit(Some(&access)).await?.kind {
+            // PostgreSQL transactions run on a connection this crate holds, so that one dropped
+            // while its `BEGIN` is in flight never goes back to the pool inside a transaction.
+            #[cfg(feature = "postgres")]
+            UnitKind::Shared(Exec::Db(conn)) if self.backend() == DbBackend::Postgres => {
+                TxnKind::Pg(tokio::sync::Mutex::new(
+                    PgUnit::begin(conn.get_postgres_connection_pool(), self.begin_sql(None))
+                        .await?,
+                ))
+            }
             UnitKind::Shared(Exec::Db(conn)) => TxnKind::Orm(conn.begin().await?),
             #[cfg(feature = "postgres")]
             UnitKind::Bound(txn) => TxnKind::Pg(txn),
@@ -211,20 +230,17 @@ impl TenantDb {
             // on one server connection and executed on another.
             #[cfg(feature = "postgres")]
             (Some(rls), access) => {
-                use sea_orm::sqlx::AssertSqlSafe;
-                let begin = match access {
-                    Some(Access::Tenant(id)) => rls.begin_sql(*id),
-                    _ => "BEGIN".to_owned(),
-                };
-                // Boxed: sqlx's acquire-and-begin future is large, and an unboxed one would
-                // make every unit's future that large, app-level mode's included.
-                let txn = Box::pin(
-                    self.conn
-                        .get_postgres_connection_pool()
-                        .begin_with(AssertSqlSafe(begin)),
-                )
-                .await
-                .map_err(sqlx_err)?;
+                let begin = rls.begin_sql(match access {
+                    Some(Access::Tenant(id)) => Some(*id),
+                    _ => None,
+                });
+                // Boxed: the acquire-and-begin future is large, and an unboxed one would make
+                // every unit's future that large, app-level mode's included.
+                let txn = Box::pin(PgUnit::begin(
+                    self.conn.get_postgres_connection_pool(),
+                    begin,
+                ))
+                .await?;
                 Ok(Unit {
                     kind: UnitKind::Bound(tokio::sync::Mutex::new(txn)),
                 })
@@ -290,7 +306,7 @@ impl TenantTxn {
         match self.txn {
             TxnKind::Orm(txn) => txn.commit().await.map_err(Error::from),
             #[cfg(feature = "postgres")]
-            TxnKind::Pg(txn) => txn.into_inner().commit().await.map_err(sqlx_err),
+            TxnKind::Pg(txn) => txn.into_inner().commit().await,
         }
     }
 
@@ -303,7 +319,7 @@ impl TenantTxn {
         match self.txn {
             TxnKind::Orm(txn) => txn.rollback().await.map_err(Error::from),
             #[cfg(feature = "postgres")]
-            TxnKind::Pg(txn) => txn.into_inner().rollback().await.map_err(sqlx_err),
+            TxnKind::Pg(txn) => txn.into_inner().rollback().await,
         }
     }
 }
@@ -602,7 +618,123 @@ pub(crate) async fn unit<'c, C: TenantConnection + ?Sized>(
 }
 
 #[cfg(feature = "postgres")]
-type PgTxn = tokio::sync::Mutex<sea_orm::sqlx::Transaction<'static, sea_orm::sqlx::Postgres>>;
+type PgTxn = tokio::sync::Mutex<PgUnit>;
+
+/// A pooled PostgreSQL connection inside a transaction this crate began.
+///
+/// sqlx's own transaction arms its rollback only once the server has answered `BEGIN`, and its
+/// pool does not roll back what comes back to it: a future dropped while `BEGIN; SET LOCAL ..`
+/// is in flight would put the connection back in the pool inside a transaction bound to its
+/// tenant. This guard is armed before anything is sent and disarmed only when `COMMIT` or
+/// `ROLLBACK` has answered; dropped while armed, it rolls the connection back before the pool
+/// can hand it out again, or closes it.
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub struct PgUnit {
+    conn: Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>,
+    /// A `BEGIN` may have been sent whose transaction has not ended.
+    open: bool,
+}
+
+#[cfg(feature = "postgres")]
+impl PgUnit {
+    /// Acquires a connection of `pool` and runs `begin` (a `BEGIN`, with the binding if any) on it.
+    async fn begin(pool: &sea_orm::sqlx::PgPool, begin: String) -> Result<Self> {
+        // A drop before this returns has sent nothing: the connection goes back clean.
+        let conn = pool.acquire().await.map_err(sqlx_err)?;
+        let mut unit = Self {
+            conn: Some(conn),
+            open: true,
+        };
+        let sql = || sea_orm::sqlx::AssertSqlSafe(begin.clone());
+        match sea_orm::sqlx::raw_sql(sql()).execute(&mut *unit).await {
+            Ok(_) => {}
+            // Raw SQL on this pooled connection abandoned a failed transaction, which refuses
+            // every statement but `ROLLBACK`: end it (nothing in it can commit) and begin again.
+            Err(err) if is_aborted_transaction(&err) => {
+                unit.end("ROLLBACK").await?;
+                unit.open = true;
+                sea_orm::sqlx::raw_sql(sql())
+                    .execute(&mut *unit)
+                    .await
+                    .map_err(sqlx_err)?;
+            }
+            Err(err) => return Err(sqlx_err(err)),
+        }
+        Ok(unit)
+    }
+
+    async fn commit(mut self) -> Result<()> {
+        self.end("COMMIT").await
+    }
+
+    async fn rollback(mut self) -> Result<()> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(&mut self, sql: &'static str) -> Result<()> {
+        sea_orm::sqlx::raw_sql(sql)
+            .execute(&mut **self)
+            .await
+            .map_err(sqlx_err)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl fmt::Debug for PgUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgUnit")
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl std::ops::Deref for PgUnit {
+    type Target = sea_orm::sqlx::PgConnection;
+
+    fn deref(&self) -> &Self::Target {
+        self.conn.as_deref().expect("taken only on drop")
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl std::ops::DerefMut for PgUnit {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.conn.as_deref_mut().expect("taken only on drop")
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for PgUnit {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if !self.open {
+            return;
+        }
+        // The rollback waits for whatever is still in flight (a `BEGIN`, a cancelled statement)
+        // and ends the transaction; the connection returns to the pool only after it. Where it
+        // cannot run, the connection is closed, which ends the transaction on the server.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if sea_orm::sqlx::raw_sql("ROLLBACK")
+                        .execute(&mut *conn)
+                        .await
+                        .is_err()
+                    {
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
 
 /// One unit of work: the statements of one scoped operation. In RLS mode it owns the
 /// transaction that bound the tenant, committed by [`finish`](Self::finish) on success and rolled
@@ -656,7 +788,7 @@ impl<'a> Unit<'a> {
                 let txn = txn.into_inner();
                 match result {
                     Ok(value) => {
-                        Box::pin(txn.commit()).await.map_err(sqlx_err)?;
+                        Box::pin(txn.commit()).await?;
                         Ok(value)
                     }
                     Err(err) => {
@@ -669,6 +801,14 @@ impl<'a> Unit<'a> {
             }
         }
     }
+}
+
+/// `25P02`: the connection is in a failed transaction.
+#[cfg(feature = "postgres")]
+fn is_aborted_transaction(err: &sea_orm::sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(sea_orm::sqlx::error::DatabaseError::code)
+        .is_some_and(|code| code == "25P02")
 }
 
 #[cfg(feature = "postgres")]

@@ -1,8 +1,8 @@
 //! PostgreSQL Row-Level Security: the run-time binding of the tenant.
 //!
 //! In RLS mode every scoped unit of work runs in a transaction that starts with
-//! `BEGIN; SET LOCAL <setting> = '<tenant id>'`, sent as one message: one round trip for the
-//! `BEGIN` and the binding together. `SET LOCAL` (not `set_config(.., true)`) because it is the
+//! `BEGIN; SET LOCAL <setting> = '<tenant id>'; SET LOCAL search_path = <schemas>, pg_temp`,
+//! sent as one message: one round trip for the `BEGIN` and the binding together. `SET LOCAL` (not `set_config(.., true)`) because it is the
 //! form Citus propagates to its workers, and it is transaction-scoped, so it works through
 //! PgBouncer's transaction pooling and never leaves state on a pooled connection. The value is
 //! rendered by us from the typed [`TenantId`], never from user text.
@@ -18,6 +18,8 @@ use crate::{Error, Result, Tenancy, TenantId};
 pub struct Rls {
     setting: String,
     form: PolicyForm,
+    /// The schemas every unit of work searches, rendered for `SET LOCAL search_path`.
+    search_path: String,
 }
 
 /// How a policy reads the bound tenant.
@@ -41,18 +43,10 @@ impl Rls {
     /// PostgreSQL accepts for a custom setting; the name is written into SQL, so nothing else is
     /// let through.
     pub fn new(setting: &str) -> Result<Self> {
-        let ident = |s: &str| {
-            let mut chars = s.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                && s.len() <= 63
-        };
         match setting.split_once('.') {
-            Some((a, b)) if ident(a) && ident(b) => Ok(Self {
+            Some((a, b)) if is_plain_ident(a) && is_plain_ident(b) => Ok(Self {
                 setting: setting.to_owned(),
-                form: PolicyForm::Subquery,
+                ..Self::default()
             }),
             _ => Err(Error::Config(format!(
                 "`{setting}` is not a custom setting name; expected two lowercase identifiers joined by a dot, such as `app.tenant_id`"
@@ -65,14 +59,42 @@ impl Rls {
         &self.setting
     }
 
+    /// The schemas the application's tables live in, in search order (default: `public`).
+    ///
+    /// Every unit of work sets `search_path` to these, with `pg_temp` last, for its transaction:
+    /// a temporary table, or a session-level `SET search_path`, left on a pooled connection by
+    /// raw SQL cannot then stand in for a tenant table.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `schemas` is empty or a name is not a lowercase identifier (the
+    /// names are written into SQL, so nothing else is let through).
+    pub fn with_search_path(mut self, schemas: &[&str]) -> Result<Self> {
+        // `pg_temp` is always appended last; named earlier it would search temporary tables first.
+        let valid = |s: &&str| is_plain_ident(s) && !s.starts_with("pg_temp");
+        if schemas.is_empty() || !schemas.iter().all(valid) {
+            return Err(Error::Config(format!(
+                "{schemas:?} is not a search path; expected one or more lowercase identifiers other than `pg_temp`, such as `[\"public\"]`"
+            )));
+        }
+        self.search_path = schemas.join(", ");
+        Ok(self)
+    }
+
     /// The statement that opens a unit of work for `tenant`.
     #[cfg_attr(
         not(feature = "postgres"),
         expect(dead_code, reason = "used by the PostgreSQL executor")
     )]
-    pub(crate) fn begin_sql(&self, tenant: TenantId) -> String {
-        // `TenantId` displays as a hyphenated UUID: hex digits and dashes only.
-        format!("BEGIN; SET LOCAL {} = '{tenant}'", self.setting)
+    pub(crate) fn begin_sql(&self, tenant: Option<TenantId>) -> String {
+        // `search_path` is pinned with `pg_temp` last, so that no temporary table or session
+        // `SET search_path` left on a pooled connection can stand in for a tenant table.
+        let path = format!("SET LOCAL search_path = {}, pg_temp", self.search_path);
+        match tenant {
+            // `TenantId` displays as a hyphenated UUID: hex digits and dashes only.
+            Some(tenant) => format!("BEGIN; SET LOCAL {} = '{tenant}'; {path}", self.setting),
+            None => format!("BEGIN; {path}"),
+        }
     }
 
     /// The same settings with policies in `form` (for Citus: [`PolicyForm::Plain`]).
@@ -159,6 +181,16 @@ impl Rls {
     }
 }
 
+/// A lowercase SQL identifier that needs no quoting, the only form written into SQL unquoted.
+fn is_plain_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 63
+}
+
 /// `name` as a quoted SQL identifier.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -169,6 +201,7 @@ impl Default for Rls {
         Self {
             setting: "app.tenant_id".to_owned(),
             form: PolicyForm::Subquery,
+            search_path: "public".to_owned(),
         }
     }
 }
@@ -178,6 +211,7 @@ impl fmt::Debug for Rls {
         f.debug_struct("Rls")
             .field("setting", &self.setting)
             .field("form", &self.form)
+            .field("search_path", &self.search_path)
             .finish()
     }
 }
@@ -203,11 +237,33 @@ mod tests {
     }
 
     #[test]
-    fn the_binding_is_one_message_with_begin() {
+    fn the_binding_is_one_message_with_begin_and_pins_the_search_path() {
         let id = TenantId::from(uuid::Uuid::from_u128(1));
         assert_eq!(
-            Rls::default().begin_sql(id),
-            "BEGIN; SET LOCAL app.tenant_id = '00000000-0000-0000-0000-000000000001'"
+            Rls::default().begin_sql(Some(id)),
+            "BEGIN; SET LOCAL app.tenant_id = '00000000-0000-0000-0000-000000000001'; \
+             SET LOCAL search_path = public, pg_temp"
         );
+        assert_eq!(
+            Rls::default()
+                .with_search_path(&["app", "public"])
+                .unwrap()
+                .begin_sql(None),
+            "BEGIN; SET LOCAL search_path = app, public, pg_temp"
+        );
+    }
+
+    #[test]
+    fn search_path_schemas_are_validated_before_they_reach_sql() {
+        for bad in [
+            &[][..],
+            &["Public"],
+            &["a; RESET ALL"],
+            &["pg_temp, x"],
+            &[""],
+            &["pg_temp", "public"],
+        ] {
+            assert!(Rls::default().with_search_path(bad).is_err(), "{bad:?}");
+        }
     }
 }

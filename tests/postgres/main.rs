@@ -9,6 +9,7 @@ mod common;
 mod pg;
 mod pipeline;
 mod pipeline_writes;
+mod pooled;
 mod rls;
 
 use common::Env;

@@ -4,7 +4,7 @@
 //! tenant nor keeps a binding afterwards, directly and through PgBouncer in transaction mode.
 
 #[path = "../support/pgbouncer.rs"]
-mod pgbouncer;
+pub(crate) mod pgbouncer;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -269,7 +269,11 @@ fn config(
         // connection serves the transaction.
         "max_prepared_statements = 100\n"
     } else {
-        ""
+        // The README's recipe for older releases: sqlx names its statements `sqlx_s_<n>` counting
+        // from 1 on every client connection, so a second client's `sqlx_s_1` would meet the
+        // first's on a server connection. Discarding them after every transaction prevents that
+        // (and any other session state).
+        "server_reset_query = DISCARD ALL\nserver_reset_query_always = 1\n"
     };
     format!(
         "[databases]\n\
