@@ -15,17 +15,35 @@ pub enum Error {
         /// The table name of the entity.
         entity: &'static str,
     },
-    /// A write carried a tenant id other than the one in scope, or tried to change it.
+    /// An insert carried a tenant id other than the one in scope.
     #[error(
-        "`{entity}` row carries tenant {found}, but the scope is tenant {scope}; leave the tenant column unset and the scope stamps it"
+        "`{entity}` row carries {}, but the scope is tenant {scope}; leave the tenant column unset and the scope stamps it",
+        .found.map_or_else(|| "no tenant id".to_owned(), |t| format!("tenant {t}"))
     )]
     CrossTenant {
         /// The table name of the entity.
         entity: &'static str,
         /// The tenant in scope.
-        scope: String,
-        /// The tenant the row carried.
-        found: String,
+        scope: crate::TenantId,
+        /// The tenant the row carried (`None`: NULL).
+        found: Option<crate::TenantId>,
+    },
+    /// An update tried to change the tenant column: a row's tenant is fixed at insert.
+    #[error(
+        "`{entity}` rows cannot move to another tenant; leave the tenant column out of the update (a row's tenant is fixed at insert)"
+    )]
+    TenantChange {
+        /// The table name of the entity.
+        entity: &'static str,
+    },
+    /// A scoped query with a hand-written join (`QuerySelect::join`, `join_rev`, `join_as`, ..):
+    /// the joined table would get no tenant predicate, so the query is refused.
+    #[error(
+        "a hand-written join on a tenant-scoped query (`{query}`) is refused: the joined table would get no tenant predicate; use `.left_join(Related)`, `.inner_join(Related)`, `.find_also_related(..)` or `.find_with_related(..)`, which scope it"
+    )]
+    UnscopedJoin {
+        /// The SeaORM query type that was joined by hand.
+        query: &'static str,
     },
     /// A transaction begun for one tenant was used inside another tenant's scope.
     #[error(
@@ -79,8 +97,8 @@ pub enum Error {
     /// The start-up audit found problems; `TenantDb::with_rls_checked` refuses to start.
     #[error("the start-up audit refused this database; {0}")]
     Audit(crate::Report),
-    /// The database refused or failed the statement.
-    #[error("database error")]
+    /// The database refused or failed the statement; displays the database's message.
+    #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
 }
 

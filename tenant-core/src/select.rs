@@ -34,9 +34,9 @@ pub struct Scoped<Q> {
     /// The tenant a joined entity's `ON` predicate was built for, when the base entity is global
     /// and so has no column to compare with.
     pinned: Pin,
-    /// Set by a builder call that must not run, such as an update of the tenant column; the
-    /// refusal is reported at execution, where errors can be returned.
-    refused: bool,
+    /// Set by a hand-written join (`QuerySelect::join` and its kin), which gives the joined
+    /// table no tenant predicate; refused at execution, where errors can be returned.
+    unscoped_join: bool,
 }
 
 impl<Q> Scoped<Q> {
@@ -46,7 +46,7 @@ impl<Q> Scoped<Q> {
         Self {
             query,
             pinned: Pin::Free,
-            refused: false,
+            unscoped_join: false,
         }
     }
 
@@ -55,17 +55,20 @@ impl<Q> Scoped<Q> {
         self.query
     }
 
-    /// Applies a builder call to the wrapped query, refusing the query from now on if `refuse`.
-    pub(crate) fn map<R>(self, f: impl FnOnce(Q) -> R, refuse: bool) -> Scoped<R> {
+    /// Applies a builder call to the wrapped query.
+    pub(crate) fn map<R>(self, f: impl FnOnce(Q) -> R) -> Scoped<R> {
         Scoped {
             query: f(self.query),
             pinned: self.pinned,
-            refused: self.refused || refuse,
+            unscoped_join: self.unscoped_join,
         }
     }
 
-    pub(crate) fn is_refused(&self) -> bool {
-        self.refused
+    /// A hand-written join: the query is refused from now on.
+    fn unscoped_join(mut self, f: impl FnOnce(Q) -> Q) -> Self {
+        self.query = f(self.query);
+        self.unscoped_join = true;
+        self
     }
 
     /// The query as built so far, without the tenant predicate (that one is only added when
@@ -83,11 +86,58 @@ impl<Q: QueryFilter> QueryFilter for Scoped<Q> {
     }
 }
 
+/// The join methods are SeaORM's, but a query that uses them is refused at execution with
+/// [`Error::UnscopedJoin`]: the joined table would get no tenant predicate. The scoped joins are
+/// `left_join`, `inner_join`, `find_also_related` and `find_with_related`.
 impl<Q: QuerySelect> QuerySelect for Scoped<Q> {
     type QueryStatement = Q::QueryStatement;
 
     fn query(&mut self) -> &mut SelectStatement {
         QuerySelect::query(&mut self.query)
+    }
+
+    fn join(self, join: sea_orm::JoinType, rel: RelationDef) -> Self {
+        self.unscoped_join(|q| q.join(join, rel))
+    }
+
+    fn join_rev(self, join: sea_orm::JoinType, rel: RelationDef) -> Self {
+        self.unscoped_join(|q| q.join_rev(join, rel))
+    }
+
+    fn join_as<I: sea_orm::sea_query::IntoIden>(
+        self,
+        join: sea_orm::JoinType,
+        rel: RelationDef,
+        alias: I,
+    ) -> Self {
+        self.unscoped_join(|q| q.join_as(join, rel, alias))
+    }
+
+    fn join_as_rev<I: sea_orm::sea_query::IntoIden>(
+        self,
+        join: sea_orm::JoinType,
+        rel: RelationDef,
+        alias: I,
+    ) -> Self {
+        self.unscoped_join(|q| q.join_as_rev(join, rel, alias))
+    }
+
+    fn join_join(
+        self,
+        join: sea_orm::JoinType,
+        rel: RelationDef,
+        via: Option<RelationDef>,
+    ) -> Self {
+        self.unscoped_join(|q| q.join_join(join, rel, via))
+    }
+
+    fn join_join_rev(
+        self,
+        join: sea_orm::JoinType,
+        rel: RelationDef,
+        via: Option<RelationDef>,
+    ) -> Self {
+        self.unscoped_join(|q| q.join_join_rev(join, rel, via))
     }
 }
 
@@ -182,7 +232,14 @@ impl Plan {
 }
 
 impl<Q> Scoped<Q> {
+    /// Refuses a query that cannot run as built: one with a hand-written join, or one whose
+    /// joined-entity predicate was built for another tenant than `conn` acts for.
     fn check_pinned<C: TenantConnection + ?Sized>(&self, conn: &C) -> Result<()> {
+        if self.unscoped_join {
+            return Err(Error::UnscopedJoin {
+                query: std::any::type_name::<Q>(),
+            });
+        }
         if self.pinned == Pin::Free {
             return Ok(());
         }
@@ -293,23 +350,17 @@ impl<E: Tenancy> Scoped<Select<E>> {
     /// Cursor pagination by `columns` (SeaORM's `cursor_by`); the tenant predicate is added when
     /// the page is fetched.
     pub fn cursor_by<K: IntoIdentity>(self, columns: K) -> Scoped<CursorOf<E>> {
-        self.map(
-            |select| CursorOf {
-                cursor: select.cursor_by(columns),
-            },
-            false,
-        )
+        self.map(|select| CursorOf {
+            cursor: select.cursor_by(columns),
+        })
     }
 
     /// Maps rows to another model, such as a `DerivePartialModel` or a `FromQueryResult`.
     pub fn into_model<M: FromQueryResult>(self) -> Scoped<IntoModel<E, M>> {
-        self.map(
-            |select| IntoModel {
-                select,
-                model: PhantomData,
-            },
-            false,
-        )
+        self.map(|select| IntoModel {
+            select,
+            model: PhantomData,
+        })
     }
 
     /// Selects exactly the columns of a partial model.
@@ -321,13 +372,10 @@ impl<E: Tenancy> Scoped<Select<E>> {
 
     /// Maps rows to tuples of the selected columns (`select_only().column(..)`).
     pub fn into_tuple<T: TryGetableMany>(self) -> Scoped<IntoTuple<E, T>> {
-        self.map(
-            |select| IntoTuple {
-                select,
-                tuple: PhantomData,
-            },
-            false,
-        )
+        self.map(|select| IntoTuple {
+            select,
+            tuple: PhantomData,
+        })
     }
 
     /// `LEFT JOIN`s the related entity `R`; when `R` is tenant-scoped its predicate goes in the
@@ -338,7 +386,7 @@ impl<E: Tenancy> Scoped<Select<E>> {
         E: Related<R>,
     {
         self.left_join_scoped::<R>()
-            .map(|select| select.select_also(r), false)
+            .map(|select| select.select_also(r))
     }
 
     /// Each row with its related `R` rows of the same tenant (one-to-many or many-to-many).
@@ -348,21 +396,49 @@ impl<E: Tenancy> Scoped<Select<E>> {
         E: Related<R>,
     {
         self.left_join_scoped::<R>()
-            .map(|select| select.select_with(r), false)
+            .map(|select| select.select_with(r))
     }
 
-    /// `LEFT JOIN`s `R` (through the junction for many-to-many) with `R`'s tenant predicate in
-    /// the `ON` clause.
+    /// `LEFT JOIN`s the related entity `R` (through the junction for many-to-many) with `R`'s
+    /// tenant predicate in the `ON` clause: SeaORM's `left_join`, scoped.
+    pub fn left_join<R>(self, _: R) -> Self
+    where
+        R: Tenancy,
+        E: Related<R>,
+    {
+        self.join_scoped::<R>(sea_orm::JoinType::LeftJoin)
+    }
+
+    /// `INNER JOIN`s the related entity `R` (through the junction for many-to-many) with `R`'s
+    /// tenant predicate in the `ON` clause: SeaORM's `inner_join`, scoped.
+    pub fn inner_join<R>(self, _: R) -> Self
+    where
+        R: Tenancy,
+        E: Related<R>,
+    {
+        self.join_scoped::<R>(sea_orm::JoinType::InnerJoin)
+    }
+
     fn left_join_scoped<R>(self) -> Self
     where
         R: Tenancy,
         E: Related<R>,
     {
+        self.join_scoped::<R>(sea_orm::JoinType::LeftJoin)
+    }
+
+    /// Joins `R` (through the junction for many-to-many) with `R`'s tenant predicate in the
+    /// `ON` clause.
+    fn join_scoped<R>(self, join: sea_orm::JoinType) -> Self
+    where
+        R: Tenancy,
+        E: Related<R>,
+    {
         let mut pinned = self.pinned;
-        let refused = self.refused;
+        let unscoped_join = self.unscoped_join;
         let mut select = self.query;
         if let Some(via) = E::via() {
-            select = QuerySelect::join(select, sea_orm::JoinType::LeftJoin, via);
+            select = QuerySelect::join(select, join, via);
         }
         let mut rel = E::to();
         if let Some(r_col) = R::tenant_column() {
@@ -373,9 +449,9 @@ impl<E: Tenancy> Scoped<Select<E>> {
             }
         }
         Scoped {
-            query: QuerySelect::join(select, sea_orm::JoinType::LeftJoin, rel),
+            query: QuerySelect::join(select, join, rel),
             pinned,
-            refused,
+            unscoped_join,
         }
     }
 }
@@ -540,7 +616,7 @@ pub struct IntoModel<E: sea_orm::EntityTrait, M> {
 
 impl<E: Tenancy, M: FromQueryResult> Scoped<IntoModel<E, M>> {
     fn prepare<C: TenantConnection + ?Sized>(self, conn: &C) -> Result<(Select<E>, Plan)> {
-        self.map(|q| q.select, false).prepare(conn, "select")
+        self.map(|q| q.select).prepare(conn, "select")
     }
 
     /// All rows of the current tenant, as `M`.
@@ -565,7 +641,7 @@ pub struct IntoTuple<E: sea_orm::EntityTrait, T> {
 
 impl<E: Tenancy, T: TryGetableMany> Scoped<IntoTuple<E, T>> {
     fn prepare<C: TenantConnection + ?Sized>(self, conn: &C) -> Result<(Select<E>, Plan)> {
-        self.map(|q| q.select, false).prepare(conn, "select")
+        self.map(|q| q.select).prepare(conn, "select")
     }
 
     /// All rows of the current tenant, as tuples.

@@ -14,7 +14,7 @@ use crate::db::TenantConnection;
 use crate::entity::{TenantScoped, table_name};
 use crate::select::{Plan, Scoped, in_unit};
 use crate::template::{self, Shape};
-use crate::{Error, Result};
+use crate::{Error, Result, TenantId};
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 type KeyOf<A> =
@@ -39,8 +39,11 @@ where
             match given {
                 Some(v) if v != want => Err(Error::CrossTenant {
                     entity,
-                    scope: id.to_string(),
-                    found: describe(&v),
+                    scope: *id,
+                    found: match v {
+                        Value::Uuid(Some(found)) => Some(TenantId::from(found)),
+                        _ => None,
+                    },
                 }),
                 _ => {
                     am.set(column, want);
@@ -70,10 +73,8 @@ where
     if let (ActiveValue::Set(v), Access::Tenant(id)) = (am.get(column), access)
         && v != id.to_value()
     {
-        return Err(Error::CrossTenant {
+        return Err(Error::TenantChange {
             entity: table_name::<A::Entity>(),
-            scope: id.to_string(),
-            found: describe(&v),
         });
     }
     if let ActiveValue::Set(_) = am.get(column) {
@@ -81,13 +82,6 @@ where
         am.not_set(column);
     }
     Ok(())
-}
-
-fn describe(v: &Value) -> String {
-    match v {
-        Value::Uuid(Some(id)) => id.to_string(),
-        other => format!("{other:?}"),
-    }
 }
 
 /// A write's database error, with a refused reference to a parent (of another tenant, or
@@ -554,34 +548,35 @@ impl<E: TenantScoped> Scoped<UpdateMany<E>> {
     /// Sets `column` to `expr` on every matching row of the current tenant.
     ///
     /// The tenant column cannot be set: [`exec`](Self::exec) then fails with
-    /// [`Error::CrossTenant`].
+    /// [`Error::TenantChange`].
     pub fn col_expr<T: sea_orm::sea_query::IntoIden>(self, column: T, expr: Expr) -> Self {
-        let column = column.into_iden();
-        let touches_tenant = column.to_string() == <E as TenantScoped>::TENANT_COLUMN.as_str();
-        self.map(|q| q.col_expr(column, expr), touches_tenant)
+        self.map(|q| q.col_expr(column, expr))
     }
 
     /// Sets the `Set` columns of `am` on every matching row of the current tenant.
     ///
     /// The tenant column cannot be set: [`exec`](Self::exec) then fails with
-    /// [`Error::CrossTenant`].
+    /// [`Error::TenantChange`].
     pub fn set<A: ActiveModelTrait<Entity = E>>(self, am: A) -> Self {
-        let touches_tenant = matches!(
-            am.get(<E as TenantScoped>::TENANT_COLUMN),
-            ActiveValue::Set(_)
-        );
-        self.map(|q| q.set(am), touches_tenant)
+        self.map(|q| q.set(am))
     }
 
     /// Updates every matching row of the current tenant; returns how many rows changed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantChange`] when the statement's `SET` list names the tenant column, however
+    /// it got there (`col_expr`, `set`, or the statement from `QueryFilter::query()`).
     pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<u64> {
-        if self.is_refused() {
-            return Err(Error::CrossTenant {
+        // The statement itself is checked, not the builder calls: `query()` reaches it directly.
+        let tenant_column = <E as TenantScoped>::TENANT_COLUMN.as_str();
+        if QueryTrait::as_query(self.as_query())
+            .get_values()
+            .iter()
+            .any(|(column, _)| column.to_string() == tenant_column)
+        {
+            return Err(Error::TenantChange {
                 entity: table_name::<E>(),
-                scope: crate::context::current()
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-                found: "a change of the tenant column".to_owned(),
             });
         }
         let plan = Plan::of::<E, C>(conn, "update_many")?;

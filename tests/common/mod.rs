@@ -218,6 +218,7 @@ macro_rules! scenarios {
             upsert_never_touches_another_tenants_row,
             find_related_and_joins_are_scoped,
             find_also_related_keeps_left_join_semantics,
+            hand_written_joins_are_refused_and_scoped_joins_filter_the_joined_tenant,
             many_to_many_through_the_junction_is_scoped,
             no_tenant_in_scope_fails_closed,
             tokio_spawn_has_no_tenant_and_tenant_spawn_carries_it,
@@ -531,20 +532,52 @@ pub async fn update_cannot_change_the_tenant(env: &Env) {
             .unwrap()
             .into_active_model();
         am.tenant_id = Set(tid(env.globex));
-        let err = am.update(&env.db).await.unwrap_err();
-        assert!(matches!(err, Error::CrossTenant { .. }), "{err}");
-        let err = post::Entity::update_many()
-            .col_expr(
-                post::Column::TenantId,
-                sea_orm::sea_query::Expr::value(tid(env.globex)),
-            )
-            .exec(&env.db)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::CrossTenant { .. }), "{err}");
+        let refused = |err: Error, how: &str| {
+            assert!(
+                matches!(err, Error::TenantChange { entity: "post" }),
+                "{how}: {err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                "`post` rows cannot move to another tenant; leave the tenant column out of the \
+                 update (a row's tenant is fixed at insert)",
+                "{how}"
+            );
+        };
+        refused(am.update(&env.db).await.unwrap_err(), "update by id");
+        let globex = sea_orm::sea_query::Expr::value(tid(env.globex));
+        refused(
+            post::Entity::update_many()
+                .col_expr(post::Column::TenantId, globex.clone())
+                .exec(&env.db)
+                .await
+                .unwrap_err(),
+            "update_many().col_expr",
+        );
+        refused(
+            post::Entity::update_many()
+                .set(post::ActiveModel {
+                    tenant_id: Set(tid(env.globex)),
+                    ..Default::default()
+                })
+                .exec(&env.db)
+                .await
+                .unwrap_err(),
+            "update_many().set",
+        );
+        // The statement itself, reached past the builder.
+        let mut update = post::Entity::update_many().col_expr(post::Column::Views, 1.into());
+        QueryFilter::query(&mut update).value(post::Column::TenantId, tid(env.globex));
+        refused(
+            update.exec(&env.db).await.unwrap_err(),
+            "update_many().query().value",
+        );
     })
     .await;
-    assert_eq!(env.raw_post(s.acme[0]).await.tenant_id, tid(env.acme));
+    for id in s.acme {
+        let p = env.raw_post(id).await;
+        assert_eq!((p.tenant_id, p.views), (tid(env.acme), 0));
+    }
 }
 
 pub async fn delete_by_id_cannot_touch_another_tenants_row(env: &Env) {
@@ -726,6 +759,70 @@ pub async fn find_related_and_joins_are_scoped(env: &Env) {
                 .all(|c| c.tenant_id == tid(env.acme))
         );
         assert_eq!(loaded.iter().flatten().count(), 2);
+    })
+    .await;
+}
+
+pub async fn hand_written_joins_are_refused_and_scoped_joins_filter_the_joined_tenant(env: &Env) {
+    use sea_orm::{JoinType, RelationTrait};
+    let s = env.seed().await;
+    // A globex comment on acme's `hello`, which the composite foreign key would refuse.
+    let backend = env.raw.get_database_backend();
+    env.plant(
+        <comment::Entity as EntityTrait>::insert(comment::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            tenant_id: Set(tid(env.globex)),
+            post_id: Set(s.acme[0]),
+            body: Set("planted".into()),
+        })
+        .build(backend),
+    )
+    .await;
+    tenant::scope(env.acme, async {
+        let rel = || post::Relation::Comment.def();
+        let refused = [
+            post::Entity::find().join(JoinType::InnerJoin, rel()),
+            post::Entity::find().join_rev(JoinType::InnerJoin, comment::Relation::Post.def()),
+            post::Entity::find().join_as(
+                JoinType::LeftJoin,
+                rel(),
+                sea_orm::sea_query::Alias::new("c"),
+            ),
+        ];
+        for (i, query) in refused.into_iter().enumerate() {
+            let query = query.filter(comment::Column::Body.eq("planted"));
+            let err = query.all(&env.db).await.unwrap_err();
+            assert!(
+                matches!(err, Error::UnscopedJoin { .. }),
+                "join {i}: {err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("use `.left_join(Related)`, `.inner_join(Related)`"),
+                "{err}"
+            );
+        }
+        // The scoped spelling: the joined comment must be acme's too.
+        let planted = post::Entity::find()
+            .inner_join(comment::Entity)
+            .filter(comment::Column::Body.eq("planted"))
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert!(
+            planted.is_empty(),
+            "joined another tenant's comment: {planted:?}"
+        );
+        let own = post::Entity::find()
+            .left_join(comment::Entity)
+            .filter(comment::Column::Body.eq("on hello"))
+            .all(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            own.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![s.acme[0]]
+        );
     })
     .await;
 }
@@ -982,7 +1079,22 @@ pub async fn concurrent_tasks_alternating_tenants_never_see_wrong_rows(env: &Env
 pub async fn per_tenant_unique_holds_within_a_tenant_only(env: &Env) {
     env.seed().await; // both tenants already hold `hello`
     let again = tenant::scope(env.acme, new_post("hello").insert(&env.db)).await;
-    assert!(matches!(again, Err(Error::Db(_))), "{again:?}");
+    let Err(Error::Db(err)) = again else {
+        panic!("a duplicate `hello` in acme: {again:?}");
+    };
+    assert!(
+        matches!(
+            err.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ),
+        "not a unique violation: {err:?}"
+    );
+    // The database's own message, naming the per-tenant unique.
+    let shown = Error::Db(err).to_string();
+    assert!(
+        shown.contains("UNIQUE") || shown.contains("unique"),
+        "{shown}"
+    );
     assert_eq!(env.raw_posts().await, 4);
 }
 
