@@ -1,6 +1,7 @@
 //! A typed view of the `Model` the derive is on, with the user's tokens kept for spans.
 
 use proc_macro2::TokenStream;
+use quote::ToTokens as _;
 use syn::{DeriveInput, Ident, Type};
 
 use crate::attr::Container;
@@ -13,6 +14,17 @@ pub(crate) struct Field<'a> {
     pub(crate) global_unique: Option<TokenStream>,
     /// `#[sea_orm(ignore)]`: not a column, so `Column` has no variant for it.
     pub(crate) ignored: bool,
+    /// `#[sea_orm(enum_name = "..")]`: the name of its `Column` variant, when not the default.
+    pub(crate) enum_name: Option<Ident>,
+}
+
+impl Field<'_> {
+    /// The `Column` variant `DeriveEntityModel` generates for this field.
+    pub(crate) fn variant(&self) -> Ident {
+        self.enum_name
+            .clone()
+            .unwrap_or_else(|| column_variant(self.ident))
+    }
 }
 
 pub(crate) struct Model<'a> {
@@ -53,6 +65,7 @@ impl<'a> Model<'a> {
                     ty: &f.ty,
                     global_unique: sea_orm_flag(f, &["unique", "unique_key"]),
                     ignored: sea_orm_flag(f, &["ignore"]).is_some(),
+                    enum_name: sea_orm_enum_name(f),
                 })
             })
             .collect();
@@ -67,6 +80,12 @@ impl<'a> Model<'a> {
 
     pub(crate) fn field(&self, name: &Ident) -> Option<&Field<'a>> {
         self.fields.iter().find(|f| unraw(f.ident) == unraw(name))
+    }
+
+    /// The `Column` variant of the field `name` (the default spelling when there is none).
+    pub(crate) fn variant_of(&self, name: &Ident) -> Ident {
+        self.field(name)
+            .map_or_else(|| column_variant(name), Field::variant)
     }
 
     pub(crate) fn field_names(&self) -> String {
@@ -90,6 +109,32 @@ fn sea_orm_flag(field: &syn::Field, keys: &[&str]) -> Option<TokenStream> {
                 && keys.iter().any(|key| ident == key)
             {
                 return Some(token.into());
+            }
+        }
+    }
+    None
+}
+
+/// `enum_name = "Name"` inside a field's `#[sea_orm(..)]`, as an identifier spanned at the
+/// string; anything else there belongs to SeaORM, which also reports a malformed one.
+fn sea_orm_enum_name(field: &syn::Field) -> Option<Ident> {
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("sea_orm")) {
+        let syn::Meta::List(list) = &attr.meta else {
+            continue;
+        };
+        let tokens: Vec<_> = list.tokens.clone().into_iter().collect();
+        for window in tokens.windows(3) {
+            if let [
+                proc_macro2::TokenTree::Ident(key),
+                proc_macro2::TokenTree::Punct(eq),
+                proc_macro2::TokenTree::Literal(lit),
+            ] = window
+                && key == "enum_name"
+                && eq.as_char() == '='
+                && let Ok(name) = syn::parse2::<syn::LitStr>(lit.clone().into_token_stream())
+                && let Ok(ident) = syn::parse_str::<Ident>(&name.value())
+            {
+                return Some(Ident::new(&ident.to_string(), name.span()));
             }
         }
     }

@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident};
 
-use crate::ast::{Field, Model, column_variant, unraw};
+use crate::ast::{Field, Model, unraw};
 use crate::ctxt::Ctxt;
 
 pub(crate) fn derive(input: TokenStream) -> TokenStream {
@@ -128,7 +128,7 @@ fn expand(model: &Model<'_>, tenant: Option<&Field<'_>>) -> TokenStream {
     let keys = |list: &[Vec<Ident>]| -> Vec<TokenStream> {
         list.iter()
             .map(|columns| {
-                let variants = columns.iter().map(column_variant);
+                let variants = columns.iter().map(|name| model.variant_of(name));
                 quote!([#(Column::#variants),*])
             })
             .collect()
@@ -149,7 +149,7 @@ fn expand(model: &Model<'_>, tenant: Option<&Field<'_>>) -> TokenStream {
     });
     impls(
         &root,
-        tenant.map(|field| column_variant(field.ident)).as_ref(),
+        tenant.map(Field::variant).as_ref(),
         &spec,
         assert_key.as_ref(),
         model.dense,
@@ -343,7 +343,7 @@ fn fallback(model: &Model<'_>, errors: &TokenStream) -> TokenStream {
         declared
             .or_else(|| model.fields.iter().find(|f| unraw(f.ident) == "tenant_id"))
             .or_else(|| model.fields.iter().find(|f| !f.ignored))
-            .map(|field| column_variant(field.ident))
+            .map(Field::variant)
     };
     let impls = impls(
         &root,

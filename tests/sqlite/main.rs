@@ -191,3 +191,77 @@ async fn the_dense_model_format_is_scoped_too() {
     })
     .await;
 }
+
+/// An entity whose tenant and indexed columns have `Column` variants renamed with
+/// `#[sea_orm(enum_name = "..")]`: the derive names SeaORM's variants, not its default spelling.
+#[expect(unreachable_pub, reason = "SeaORM's entity layout")]
+mod renamed {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
+    #[sea_orm(table_name = "renamed")]
+    #[tenant(column = org, index(label))]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        #[sea_orm(enum_name = "Owner")]
+        pub org: Uuid,
+        #[sea_orm(enum_name = "Name")]
+        pub label: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[tokio::test]
+async fn renamed_column_variants_are_the_ones_scoped_and_indexed() {
+    use sea_orm::{ActiveValue::Set, DbBackend, IdenStatic};
+    use uuid::Uuid;
+
+    assert!(matches!(
+        <renamed::Entity as tenant::TenantScoped>::TENANT_COLUMN,
+        renamed::Column::Owner
+    ));
+    // SeaORM names the column after the variant.
+    assert_eq!(renamed::Column::Owner.as_str(), "owner");
+    let s = tenant::table_statements::<renamed::Entity>(DbBackend::Sqlite);
+    let indexes: Vec<String> = s
+        .indexes
+        .iter()
+        .map(|i| DbBackend::Sqlite.build(i).to_string())
+        .collect();
+    assert!(
+        indexes.iter().any(|i| i.contains(r#"("owner", "name")"#)),
+        "{indexes:?}"
+    );
+    let conn = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+    tenant::create_schema(&conn, &[tenant::table::<renamed::Entity>()])
+        .await
+        .unwrap();
+    let db = tenant::TenantDb::new(conn);
+    let (a, b) = (
+        tenant::TenantId::from(Uuid::new_v4()),
+        tenant::TenantId::from(Uuid::new_v4()),
+    );
+    for t in [a, b] {
+        tenant::scope(
+            t,
+            renamed::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                label: Set("x".into()),
+                ..Default::default()
+            }
+            .insert(&db),
+        )
+        .await
+        .unwrap();
+    }
+    let seen = tenant::scope(a, renamed::Entity::find().all(&db))
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].org, *a.as_uuid());
+}
