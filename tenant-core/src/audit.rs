@@ -18,9 +18,16 @@ pub enum FindingKind {
     /// The application role is a member of a superuser or `BYPASSRLS` role: `SET ROLE` escapes
     /// every policy.
     PrivilegedMembership,
-    /// The application role owns a tenant table that is not `FORCE ROW LEVEL SECURITY`: owners
-    /// skip the table's policies.
+    /// The application role owns a tenant table that is not `FORCE ROW LEVEL SECURITY` (or can
+    /// `SET ROLE` to its owner): owners skip the table's policies.
     OwnerNotForced,
+    /// The application role owns a tenant table, or can `SET ROLE` to its owner, even though the
+    /// table is `FORCE`d: an owner can switch `FORCE`, row-level security or the policy off.
+    TableOwner,
+    /// The tenant setting has a default for the application role's sessions (`ALTER ROLE .. SET`,
+    /// `ALTER DATABASE .. SET`, the server's configuration): every session that binds no tenant
+    /// is bound to that one.
+    TenantSettingDefault,
     /// A tenant table of the schema does not exist (or is not on the `search_path`).
     TableMissing,
     /// A tenant table does not have row-level security enabled: its policies are ignored.
@@ -35,8 +42,9 @@ pub enum FindingKind {
     UniqueMissing,
     /// A declared tenant-consistent foreign key `(tenant, parent key)` is missing or differs.
     ForeignKeyMissing,
-    /// A unique index on a tenant table leaves out the tenant column: it is global across
-    /// tenants, so unique violations reveal other tenants' values.
+    /// A unique index or exclusion constraint on a tenant table leaves out the tenant column (or,
+    /// in an exclusion constraint, does not compare it with `=`): it is global across tenants, so
+    /// its violations reveal other tenants' values.
     GlobalUnique,
 }
 
@@ -152,19 +160,24 @@ impl fmt::Display for Report {
 ///
 /// On the role (only when the schema has [`rls`](crate::TenantSchema::rls)): superuser,
 /// `BYPASSRLS`, and membership (direct or through other roles) in a role that is either, since
-/// `SET ROLE` would escape the policies.
+/// `SET ROLE` would escape the policies; and a value of the tenant setting outside any
+/// transaction (`ALTER ROLE .. SET`, `ALTER DATABASE .. SET`, the server's configuration), which
+/// would bind every session that binds no tenant.
 ///
 /// On every tenant table (global tables are skipped):
-/// - with RLS declared: row-level security enabled; not owned (directly or through role
-///   membership) by the application role unless `FORCE`d; the policy
+/// - with RLS declared: row-level security enabled; not owned by the application role, directly,
+///   through an inherited membership or through one it can `SET ROLE` with (`NOINHERIT`): an
+///   owner skips the policies of a table that is not `FORCE`d, and can switch `FORCE` off on one
+///   that is; the policy
 ///   [`Rls::POLICY`](crate::Rls::POLICY) present, permissive, for all commands and all roles,
 ///   with the declared `USING` and `WITH CHECK`; no other permissive policy that applies to the
 ///   role (permissive policies are OR-ed);
 /// - always: every declared tenant-leading index, per-tenant unique and tenant-consistent foreign
-///   key exists with the declared name *and* columns
-///   ([`TenantSchema::expected`](crate::TenantSchema::expected)); and no unique index other than
-///   the primary key leaves out the tenant column (a global unique is an existence oracle across
-///   tenants: RLS does not filter unique violations).
+///   key exists with the declared columns, under any name (a primary key serves as a unique)
+///   ([`TenantSchema::expected`](crate::TenantSchema::expected)); no unique index other than the
+///   primary key leaves out the tenant column, expression indexes included; and no exclusion
+///   constraint leaves it out of its `=` comparisons (a global unique is an existence oracle
+///   across tenants: RLS does not filter unique violations).
 ///
 /// # How policies are compared
 ///
@@ -209,8 +222,8 @@ pub async fn audit(conn: &sea_orm::DatabaseConnection, schema: &TenantSchema) ->
         ));
     }
     let mut findings = Vec::new();
-    if schema.rls_settings().is_some() {
-        pg::role(conn, &mut findings).await?;
+    if let Some(rls) = schema.rls_settings() {
+        pg::role(conn, rls, &mut findings).await?;
     }
     for table in schema.expected() {
         if table.tenant_column.is_some() {
@@ -283,8 +296,13 @@ mod pg {
             .join(", ")
     }
 
-    /// `current_user`'s own rights, then the privileged roles it can `SET ROLE` to.
-    pub(super) async fn role(conn: &DatabaseConnection, out: &mut Vec<Finding>) -> Result<()> {
+    /// `current_user`'s own rights, the privileged roles it can `SET ROLE` to, and a default of
+    /// the tenant setting for its sessions.
+    pub(super) async fn role(
+        conn: &DatabaseConnection,
+        rls: &Rls,
+        out: &mut Vec<Finding>,
+    ) -> Result<()> {
         const ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls \
                             FROM pg_roles r WHERE r.rolname = current_user";
         // `pg_has_role(.., 'MEMBER')` follows membership through intermediate roles.
@@ -293,6 +311,7 @@ mod pg {
              WHERE (r.rolsuper OR r.rolbypassrls) AND r.rolname <> current_user \
                AND pg_has_role(current_user, r.oid, 'MEMBER') \
              ORDER BY r.rolname";
+        setting_default(conn, rls, out).await?;
         let Some(row) = rows(conn, ROLE, Vec::new()).await?.into_iter().next() else {
             return Ok(());
         };
@@ -345,15 +364,85 @@ mod pg {
         Ok(())
     }
 
+    /// A value of the tenant setting outside any transaction, where it must read empty. Where it
+    /// comes from: `pg_db_role_setting` (`ALTER ROLE`/`ALTER DATABASE .. SET`; `pg_settings`
+    /// does not list custom settings), else the server's configuration, the connection's options
+    /// or a session-level `SET` left on the pooled connection, which binds every later borrower
+    /// just the same.
+    async fn setting_default(
+        conn: &DatabaseConnection,
+        rls: &Rls,
+        out: &mut Vec<Finding>,
+    ) -> Result<()> {
+        const SETTING: &str = "SELECT coalesce(current_setting($1, true), ''), \
+                   (SELECT CASE WHEN s.setrole <> 0 AND s.setdatabase <> 0 THEN 'database user' \
+                                WHEN s.setrole <> 0 THEN 'user' ELSE 'database' END \
+                    FROM pg_db_role_setting s \
+                    WHERE s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = current_user)) \
+                      AND s.setdatabase IN \
+                          (0, (SELECT oid FROM pg_database WHERE datname = current_database())) \
+                      AND (s.setrole, s.setdatabase) <> (0, 0) \
+                      AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE $1 || '=%') \
+                    ORDER BY s.setrole <> 0 AND s.setdatabase <> 0 DESC, s.setrole <> 0 DESC \
+                    LIMIT 1), \
+                   current_user::text, current_database()::text";
+        let Some(row) = rows(conn, SETTING, vec![rls.setting().into()])
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(());
+        };
+        let value: String = row.try_get_by_index(0)?;
+        if value.is_empty() {
+            return Ok(());
+        }
+        let source: Option<String> = row.try_get_by_index(1)?;
+        let user: String = row.try_get_by_index(2)?;
+        let database: String = row.try_get_by_index(3)?;
+        let setting = rls.setting();
+        let (q_user, q_db) = (quote_ident(&user), quote_ident(&database));
+        let fix = match source.as_deref() {
+            Some("user") => format!("`ALTER ROLE {q_user} RESET {setting}`"),
+            Some("database") => format!("`ALTER DATABASE {q_db} RESET {setting}`"),
+            Some("database user") => {
+                format!("`ALTER ROLE {q_user} IN DATABASE {q_db} RESET {setting}`")
+            }
+            _ => format!(
+                "remove `{setting}` from the server's configuration or the connection's options; if it was a session-level `SET {setting}` left on a pooled connection, find that code (bind with `SET LOCAL` inside a transaction)"
+            ),
+        };
+        out.push(Finding::new(
+            Kind::TenantSettingDefault,
+            None,
+            format!(
+                "`{setting}` reads `{value}` for role `{user}` outside any transaction (set {}): every session that binds no tenant is bound to that one, and sees its rows",
+                match source.as_deref() {
+                    Some("user") => "for the role",
+                    Some("database") => "for the database",
+                    Some("database user") => "for the role in this database",
+                    _ => "by the server's configuration, the connection or the session",
+                }
+            ),
+            fix,
+        ));
+        Ok(())
+    }
+
     /// Every check on one tenant table.
     pub(super) async fn table(
         conn: &DatabaseConnection,
         t: &ExpectedTable,
         out: &mut Vec<Finding>,
     ) -> Result<()> {
+        // `MEMBER`, not `USAGE`: a `NOINHERIT` membership still lets `SET ROLE` become the owner.
+        // A superuser is a member of every role; that is its own finding.
         const TABLE: &str = "SELECT c.oid::int8, c.relrowsecurity, c.relforcerowsecurity, \
-                   pg_has_role(current_user, c.relowner, 'USAGE'), pg_get_userbyid(c.relowner)::text, \
-                   format('%I.%I', n.nspname, c.relname), current_user::text \
+                   pg_has_role(current_user, c.relowner, 'MEMBER') \
+                       AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+                   pg_get_userbyid(c.relowner)::text, \
+                   format('%I.%I', n.nspname, c.relname), current_user::text, \
+                   pg_has_role(current_user, c.relowner, 'USAGE') \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = to_regclass($1)";
         let name = t.name;
@@ -380,6 +469,7 @@ mod pg {
         let owner: String = row.try_get_by_index(4)?;
         let qualified: String = row.try_get_by_index(5)?;
         let user: String = row.try_get_by_index(6)?;
+        let inherits: bool = row.try_get_by_index(7)?;
 
         if let Some(policy) = &t.policy {
             if !enabled {
@@ -392,21 +482,32 @@ mod pg {
                     format!("`ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY`"),
                 ));
             }
+            let via = match (owner == user, inherits) {
+                (true, _) => String::new(),
+                (false, true) => format!(" (through membership in `{owner}`)"),
+                (false, false) => format!(" (through `SET ROLE {}`)", quote_ident(&owner)),
+            };
+            let hand_over = format!(
+                "let a migration role that the application role cannot become own the tables: `ALTER TABLE {quoted} OWNER TO <migration role>`"
+            );
+            if owns && forced {
+                out.push(Finding::new(
+                    Kind::TableOwner,
+                    Some(name),
+                    format!(
+                        "role `{user}` owns `{name}`{via}: `FORCE ROW LEVEL SECURITY` holds only until an owner runs `ALTER TABLE {quoted} NO FORCE ROW LEVEL SECURITY`, and an owner may also disable row-level security or drop the policy"
+                    ),
+                    hand_over.clone(),
+                ));
+            }
             if owns && !forced {
-                let via = if owner == user {
-                    String::new()
-                } else {
-                    format!(" (through membership in `{owner}`)")
-                };
                 out.push(Finding::new(
                     Kind::OwnerNotForced,
                     Some(name),
                     format!(
                         "role `{user}` owns `{name}`{via}, and without `FORCE ROW LEVEL SECURITY` owners skip its policies"
                     ),
-                    format!(
-                        "`ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY`; better, let a migration role own the tables: `ALTER TABLE {quoted} OWNER TO <migration role>`"
-                    ),
+                    format!("`ALTER TABLE {quoted} FORCE ROW LEVEL SECURITY`, and {hand_over}"),
                 ));
             }
             policies(conn, t, policy, oid, &qualified, &user, out).await?;
@@ -684,6 +785,16 @@ mod pg {
              WHERE con.conrelid = $1::int8::oid AND con.contype = 'f' \
              ORDER BY con.conname, k.n";
 
+        // Exclusion constraints: whether the tenant column is among the columns compared with `=`.
+        const EXCLUSIONS: &str = "SELECT con.conname::text, \
+                   coalesce(bool_or(a.attname = $2 AND o.oprname = '='), false) \
+             FROM pg_constraint con \
+             CROSS JOIN LATERAL unnest(con.conkey, con.conexclop) AS k(attnum, op) \
+             LEFT JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum \
+             LEFT JOIN pg_operator o ON o.oid = k.op \
+             WHERE con.conrelid = $1::int8::oid AND con.contype = 'x' \
+             GROUP BY con.conname ORDER BY con.conname";
+
         let mut indexes: BTreeMap<String, LiveIndex> = BTreeMap::new();
         for row in rows(conn, INDEXES, vec![oid.into()]).await? {
             let index = indexes.entry(row.try_get_by_index(0)?).or_default();
@@ -703,6 +814,25 @@ mod pg {
         declared_indexes(t, &indexes, out);
         declared_foreign_keys(t, &fks, out);
         global_uniques(t.name, tenant, &indexes, out);
+        for row in rows(conn, EXCLUSIONS, vec![oid.into(), tenant.into()]).await? {
+            let constraint: String = row.try_get_by_index(0)?;
+            let per_tenant: bool = row.try_get_by_index(1)?;
+            if !per_tenant {
+                out.push(Finding::new(
+                    Kind::GlobalUnique,
+                    Some(t.name),
+                    format!(
+                        "exclusion constraint `{constraint}` on `{}` does not compare `{tenant}` with `=`: it excludes across tenants, so its violations tell one tenant about another's rows",
+                        t.name
+                    ),
+                    format!(
+                        "`ALTER TABLE {} DROP CONSTRAINT {}`, and add `{tenant} WITH =` to it",
+                        quote_ident(t.name),
+                        quote_ident(&constraint)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -713,6 +843,14 @@ mod pg {
     ) {
         let quoted = quote_ident(t.name);
         for want in &t.indexes {
+            // Matched by definition: an equivalent index under another name (or the primary key
+            // for a unique) does the job. The one with the declared name explains a miss.
+            if indexes
+                .values()
+                .any(|live| index_problem(want, Some(live)).is_none())
+            {
+                continue;
+            }
             let live = indexes.get(&want.name);
             let Some(problem) = index_problem(want, live) else {
                 continue;
@@ -754,7 +892,7 @@ mod pg {
         let columns: Vec<Option<String>> = want.columns.iter().cloned().map(Some).collect();
         if live.columns != columns {
             Some(format!("exists but on ({})", ticked_live(&live.columns)))
-        } else if want.unique && !live.unique {
+        } else if want.unique && !live.unique && !live.primary {
             Some("exists but is not unique".to_owned())
         } else {
             live.defect
@@ -770,6 +908,15 @@ mod pg {
     ) {
         let quoted = quote_ident(t.name);
         for want in &t.foreign_keys {
+            let same = |live: &LiveForeignKey| {
+                live.columns == want.columns
+                    && live.parent == want.parent
+                    && live.parent_columns == want.parent_columns
+            };
+            // Matched by definition, as indexes are.
+            if fks.values().any(same) {
+                continue;
+            }
             let live = fks.get(&want.name);
             let problem = match live {
                 None => "is missing".to_owned(),
