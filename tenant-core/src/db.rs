@@ -165,16 +165,6 @@ impl TenantDb {
         Some(crate::pipeline::Route { pipeline, begin })
     }
 
-    /// The statement that opens a transaction with no tenant binding: in RLS mode it still pins
-    /// `search_path`.
-    #[cfg(feature = "postgres")]
-    fn begin_sql(&self, tenant: Option<crate::TenantId>) -> String {
-        match &self.rls {
-            Some(rls) => rls.begin_sql(tenant),
-            None => "BEGIN".to_owned(),
-        }
-    }
-
     /// The RLS settings, when in RLS mode.
     pub fn rls(&self) -> Option<&Rls> {
         self.rls.as_deref()
@@ -196,18 +186,15 @@ impl TenantDb {
     pub async fn begin(&self) -> Result<TenantTxn> {
         let access = context::access()?;
         let txn = match self.unit(Some(&access)).await?.kind {
-            // PostgreSQL transactions run on a connection this crate holds, so that one dropped
-            // while its `BEGIN` is in flight never goes back to the pool inside a transaction.
-            #[cfg(feature = "postgres")]
-            UnitKind::Shared(Exec::Db(conn)) if self.backend() == DbBackend::Postgres => {
-                TxnKind::Pg(tokio::sync::Mutex::new(
-                    PgUnit::begin(conn.get_postgres_connection_pool(), self.begin_sql(None))
-                        .await?,
-                ))
-            }
             UnitKind::Shared(Exec::Db(conn)) => TxnKind::Orm(conn.begin().await?),
+            // On PostgreSQL the unit's connection is held by this crate, so that a `TenantTxn`
+            // dropped while its `BEGIN` is in flight never goes back to the pool inside a
+            // transaction. In RLS mode the unit has begun already, with the tenant bound.
             #[cfg(feature = "postgres")]
-            UnitKind::Bound(txn) => TxnKind::Pg(txn),
+            UnitKind::Bound(mut txn) => {
+                txn.get_mut().begin_if_idle().await?;
+                TxnKind::Pg(txn)
+            }
             UnitKind::Shared(_) => unreachable!("a `TenantDb` unit runs on its own pool"),
         };
         Ok(TenantTxn { txn, access })
@@ -219,35 +206,39 @@ impl TenantDb {
         expect(clippy::unused_async, reason = "awaits only on the PostgreSQL path")
     )]
     async fn unit(&self, access: Option<&Access>) -> Result<Unit<'_>> {
-        match (&self.rls, access) {
-            (None, _) => Ok(Unit::shared(Exec::Db(&self.conn))),
+        // In RLS mode every unit runs in a transaction, global reads included: behind
+        // PgBouncer's transaction pooling a statement outside a transaction may be prepared on
+        // one server connection and executed on another.
+        let (conn, begin) = match (&self.rls, access) {
             (Some(_), Some(Access::System(_))) => match &self.system {
-                Some(system) => Ok(Unit::shared(Exec::Db(system))),
-                None => Err(Error::SystemNeedsBypass),
+                Some(system) => (system, None),
+                None => return Err(Error::SystemNeedsBypass),
             },
-            // In RLS mode every unit runs in a transaction, global reads included: behind
-            // PgBouncer's transaction pooling a statement outside a transaction may be prepared
-            // on one server connection and executed on another.
-            #[cfg(feature = "postgres")]
-            (Some(rls), access) => {
-                let begin = rls.begin_sql(match access {
+            (Some(rls), access) => (
+                &self.conn,
+                Some(rls.begin_sql(match access {
                     Some(Access::Tenant(id)) => Some(*id),
                     _ => None,
-                });
-                // Boxed: the acquire-and-begin future is large, and an unboxed one would make
-                // every unit's future that large, app-level mode's included.
-                let txn = Box::pin(PgUnit::begin(
-                    self.conn.get_postgres_connection_pool(),
-                    begin,
-                ))
-                .await?;
-                Ok(Unit {
-                    kind: UnitKind::Bound(tokio::sync::Mutex::new(txn)),
-                })
-            }
-            #[cfg(not(feature = "postgres"))]
-            (Some(_), _) => unreachable!("`with_rls` refuses without PostgreSQL"),
+                })),
+            ),
+            (None, _) => (&self.conn, None),
+        };
+        // On PostgreSQL the unit holds its connection: see `PgUnit`.
+        #[cfg(feature = "postgres")]
+        if conn.get_database_backend() == DbBackend::Postgres {
+            let pool = conn.get_postgres_connection_pool();
+            // Boxed: the acquire-and-begin future is large, and an unboxed one would make
+            // every operation's future that large.
+            let txn = match begin {
+                Some(begin) => Box::pin(PgUnit::begin(pool, begin)).await?,
+                None => Box::pin(PgUnit::acquire(pool)).await?,
+            };
+            return Ok(Unit {
+                kind: UnitKind::Bound(tokio::sync::Mutex::new(txn)),
+            });
         }
+        debug_assert!(begin.is_none(), "`with_rls` refuses without PostgreSQL");
+        Ok(Unit::shared(Exec::Db(conn)))
     }
 
     /// The raw connection, past every tenant check. This is the escape hatch.
@@ -521,14 +512,11 @@ impl ConnectionTrait for Exec<'_> {
             Exec::Db(c) => c.execute_raw(stmt).await,
             Exec::Txn(c) => c.execute_raw(stmt).await,
             #[cfg(feature = "postgres")]
-            Exec::Pg(txn) => {
-                let mut txn = txn.lock().await;
-                bound(&stmt)
-                    .execute(&mut **txn)
-                    .await
-                    .map(Into::into)
-                    .map_err(|e| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
-            }
+            Exec::Pg(txn) => match txn.lock().await.statement(Op::Execute, &stmt).await {
+                Ok(Outcome::Execute(done)) => Ok(done.into()),
+                Ok(_) => unreachable!("run for `Op::Execute`"),
+                Err(e) => Err(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(e)))),
+            },
         }
     }
 
@@ -543,6 +531,7 @@ impl ConnectionTrait for Exec<'_> {
             #[cfg(feature = "postgres")]
             Exec::Pg(txn) => {
                 let mut txn = txn.lock().await;
+                txn.fresh = false;
                 sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql.to_owned()))
                     .execute(&mut **txn)
                     .await
@@ -557,14 +546,11 @@ impl ConnectionTrait for Exec<'_> {
             Exec::Db(c) => c.query_one_raw(stmt).await,
             Exec::Txn(c) => c.query_one_raw(stmt).await,
             #[cfg(feature = "postgres")]
-            Exec::Pg(txn) => {
-                let mut txn = txn.lock().await;
-                bound(&stmt)
-                    .fetch_optional(&mut **txn)
-                    .await
-                    .map(|row| row.map(Into::into))
-                    .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
-            }
+            Exec::Pg(txn) => match txn.lock().await.statement(Op::One, &stmt).await {
+                Ok(Outcome::One(row)) => Ok(row.map(Into::into)),
+                Ok(_) => unreachable!("run for `Op::One`"),
+                Err(e) => Err(DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e)))),
+            },
         }
     }
 
@@ -573,14 +559,11 @@ impl ConnectionTrait for Exec<'_> {
             Exec::Db(c) => c.query_all_raw(stmt).await,
             Exec::Txn(c) => c.query_all_raw(stmt).await,
             #[cfg(feature = "postgres")]
-            Exec::Pg(txn) => {
-                let mut txn = txn.lock().await;
-                bound(&stmt)
-                    .fetch_all(&mut **txn)
-                    .await
-                    .map(|rows| rows.into_iter().map(Into::into).collect())
-                    .map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e))))
-            }
+            Exec::Pg(txn) => match txn.lock().await.statement(Op::All, &stmt).await {
+                Ok(Outcome::All(rows)) => Ok(rows.into_iter().map(Into::into).collect()),
+                Ok(_) => unreachable!("run for `Op::All`"),
+                Err(e) => Err(DbErr::Query(sea_orm::RuntimeErr::SqlxError(Arc::new(e)))),
+            },
         }
     }
 
@@ -620,48 +603,143 @@ pub(crate) async fn unit<'c, C: TenantConnection + ?Sized>(
 #[cfg(feature = "postgres")]
 type PgTxn = tokio::sync::Mutex<PgUnit>;
 
-/// A pooled PostgreSQL connection inside a transaction this crate began.
+/// The pooled PostgreSQL connection a unit of work runs on, held by this crate.
 ///
 /// sqlx's own transaction arms its rollback only once the server has answered `BEGIN`, and its
 /// pool does not roll back what comes back to it: a future dropped while `BEGIN; SET LOCAL ..`
 /// is in flight would put the connection back in the pool inside a transaction bound to its
-/// tenant. This guard is armed before anything is sent and disarmed only when `COMMIT` or
+/// tenant. This guard is armed before a `BEGIN` is sent and disarmed only when `COMMIT` or
 /// `ROLLBACK` has answered; dropped while armed, it rolls the connection back before the pool
 /// can hand it out again, or closes it.
+///
+/// Holding the connection also lets a statement recover from what another user of it left
+/// behind: an aborted transaction, or a prepared statement whose result type a schema change
+/// made stale (see [`statement`](Self::statement)).
 #[cfg(feature = "postgres")]
 #[doc(hidden)]
 pub struct PgUnit {
     conn: Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>,
     /// A `BEGIN` may have been sent whose transaction has not ended.
     open: bool,
+    /// What opened the transaction, to open it again.
+    begin: Option<String>,
+    /// No statement has run in the transaction yet: it can be started over unnoticed.
+    fresh: bool,
+    /// A stale prepared statement failed the transaction: the cache is cleared when it ends.
+    stale: bool,
+}
+
+/// What a statement on a [`PgUnit`] is run for.
+#[cfg(feature = "postgres")]
+#[derive(Clone, Copy)]
+enum Op {
+    Execute,
+    One,
+    All,
+}
+
+#[cfg(feature = "postgres")]
+enum Outcome {
+    Execute(sea_orm::sqlx::postgres::PgQueryResult),
+    One(Option<sea_orm::sqlx::postgres::PgRow>),
+    All(Vec<sea_orm::sqlx::postgres::PgRow>),
 }
 
 #[cfg(feature = "postgres")]
 impl PgUnit {
-    /// Acquires a connection of `pool` and runs `begin` (a `BEGIN`, with the binding if any) on it.
+    /// A connection of `pool`, outside any transaction (app-level mode).
+    async fn acquire(pool: &sea_orm::sqlx::PgPool) -> Result<Self> {
+        Ok(Self {
+            conn: Some(pool.acquire().await.map_err(sqlx_err)?),
+            open: false,
+            begin: None,
+            fresh: false,
+            stale: false,
+        })
+    }
+
+    /// A connection of `pool` with `begin` (a `BEGIN`, with the binding if any) run on it.
     async fn begin(pool: &sea_orm::sqlx::PgPool, begin: String) -> Result<Self> {
-        // A drop before this returns has sent nothing: the connection goes back clean.
-        let conn = pool.acquire().await.map_err(sqlx_err)?;
-        let mut unit = Self {
-            conn: Some(conn),
-            open: true,
-        };
+        // A drop before `start` has sent nothing: the connection goes back clean.
+        let mut unit = Self::acquire(pool).await?;
+        unit.start(begin).await.map_err(sqlx_err)?;
+        Ok(unit)
+    }
+
+    /// `BEGIN` on a unit that has no transaction (a `TenantTxn` in app-level mode).
+    async fn begin_if_idle(&mut self) -> Result<()> {
+        if !self.open {
+            self.start("BEGIN".to_owned()).await.map_err(sqlx_err)?;
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, begin: String) -> Result<(), sea_orm::sqlx::Error> {
+        self.open = true;
         let sql = || sea_orm::sqlx::AssertSqlSafe(begin.clone());
-        match sea_orm::sqlx::raw_sql(sql()).execute(&mut *unit).await {
+        match sea_orm::sqlx::raw_sql(sql()).execute(&mut **self).await {
             Ok(_) => {}
             // Raw SQL on this pooled connection abandoned a failed transaction, which refuses
             // every statement but `ROLLBACK`: end it (nothing in it can commit) and begin again.
             Err(err) if is_aborted_transaction(&err) => {
-                unit.end("ROLLBACK").await?;
-                unit.open = true;
-                sea_orm::sqlx::raw_sql(sql())
-                    .execute(&mut *unit)
-                    .await
-                    .map_err(sqlx_err)?;
+                sea_orm::sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut **self)
+                    .await?;
+                sea_orm::sqlx::raw_sql(sql()).execute(&mut **self).await?;
             }
-            Err(err) => return Err(sqlx_err(err)),
+            Err(err) => return Err(err),
         }
-        Ok(unit)
+        self.begin = Some(begin);
+        self.fresh = true;
+        Ok(())
+    }
+
+    /// Runs `stmt` for `op`.
+    ///
+    /// A prepared statement whose result type a schema change made stale (`cached plan must not
+    /// change result type`) is forgotten on this connection, and the statement runs again when
+    /// nothing was lost by its failure: outside a transaction, or as the first statement of one,
+    /// which is then begun again. Later in a transaction the error stands (the transaction is
+    /// aborted, as for any failed statement), once: the cache is cleared when it ends. Outside a
+    /// transaction, an aborted one that raw SQL left on the connection is rolled back and the
+    /// statement run again.
+    async fn statement(
+        &mut self,
+        op: Op,
+        stmt: &Statement,
+    ) -> Result<Outcome, sea_orm::sqlx::Error> {
+        let fresh = std::mem::replace(&mut self.fresh, false);
+        let err = match run(&mut **self, op, stmt).await {
+            Err(err) => err,
+            ok => return ok,
+        };
+        if is_stale_plan(&err) {
+            match (self.open, fresh, self.begin.clone()) {
+                (false, _, _) => {}
+                (true, true, Some(begin)) => {
+                    sea_orm::sqlx::raw_sql("ROLLBACK")
+                        .execute(&mut **self)
+                        .await?;
+                    sea_orm::sqlx::Connection::clear_cached_statements(&mut **self).await?;
+                    self.start(begin).await?;
+                    self.fresh = false;
+                    return run(&mut **self, op, stmt).await;
+                }
+                (true, _, _) => {
+                    self.stale = true;
+                    return Err(err);
+                }
+            }
+            sea_orm::sqlx::Connection::clear_cached_statements(&mut **self).await?;
+            return run(&mut **self, op, stmt).await;
+        }
+        if !self.open && is_aborted_transaction(&err) {
+            sea_orm::sqlx::raw_sql("ROLLBACK")
+                .execute(&mut **self)
+                .await?;
+            return run(&mut **self, op, stmt).await;
+        }
+        Err(err)
     }
 
     async fn commit(mut self) -> Result<()> {
@@ -673,13 +751,48 @@ impl PgUnit {
     }
 
     async fn end(&mut self, sql: &'static str) -> Result<()> {
+        if !self.open {
+            // App-level mode: no transaction to end.
+            return Ok(());
+        }
         sea_orm::sqlx::raw_sql(sql)
             .execute(&mut **self)
             .await
             .map_err(sqlx_err)?;
         self.open = false;
+        if std::mem::take(&mut self.stale) {
+            sea_orm::sqlx::Connection::clear_cached_statements(&mut **self)
+                .await
+                .map_err(sqlx_err)?;
+        }
         Ok(())
     }
+}
+
+/// `stmt` run on `conn` with its values bound (prepared and cached by sqlx).
+#[cfg(feature = "postgres")]
+async fn run(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    op: Op,
+    stmt: &Statement,
+) -> Result<Outcome, sea_orm::sqlx::Error> {
+    Ok(match op {
+        Op::Execute => Outcome::Execute(bound(stmt).execute(conn).await?),
+        Op::One => Outcome::One(bound(stmt).fetch_optional(conn).await?),
+        Op::All => Outcome::All(bound(stmt).fetch_all(conn).await?),
+    })
+}
+
+/// `0A000 cached plan must not change result type`: a prepared statement outlived a schema
+/// change of what it returns.
+#[cfg(feature = "postgres")]
+fn is_stale_plan(err: &sea_orm::sqlx::Error) -> bool {
+    err.as_database_error().is_some_and(|db| {
+        db.code().is_some_and(|code| code == "0A000")
+            && db
+                .message()
+                .contains("cached plan must not change result type")
+    })
 }
 
 #[cfg(feature = "postgres")]
@@ -719,14 +832,20 @@ impl Drop for PgUnit {
         // The rollback waits for whatever is still in flight (a `BEGIN`, a cancelled statement)
         // and ends the transaction; the connection returns to the pool only after it. Where it
         // cannot run, the connection is closed, which ends the transaction on the server.
+        let stale = self.stale;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if sea_orm::sqlx::raw_sql("ROLLBACK")
+                    let mut clean = sea_orm::sqlx::raw_sql("ROLLBACK")
                         .execute(&mut *conn)
                         .await
-                        .is_err()
-                    {
+                        .is_ok();
+                    if clean && stale {
+                        clean = sea_orm::sqlx::Connection::clear_cached_statements(&mut *conn)
+                            .await
+                            .is_ok();
+                    }
+                    if !clean {
                         conn.close_on_drop();
                     }
                 });

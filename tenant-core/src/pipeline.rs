@@ -31,7 +31,6 @@ pub use tokio_postgres;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use sea_orm::{DbErr, RuntimeErr, Statement, Value};
-use sea_query_postgres::PostgresValue;
 use tokio_postgres::types::{FromSqlOwned, ToSql, Type};
 use tokio_postgres::{Column, NoTls, Row};
 
@@ -188,8 +187,11 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
             return Ok(None);
         };
-        let rows = ready.run(&client, self, Commit::WithStatement).await?;
-        decode(decoder, &rows, &ready.fit).map(Some)
+        let rows = ready.run(&client, self, Commit::WithStatement).await;
+        match settle(rows, &client.statement_cache, stmt, false)? {
+            Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
@@ -201,7 +203,10 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, fits).await? else {
             return Ok(None);
         };
-        let rows = ready.run(&client, self, Commit::WithStatement).await?;
+        let rows = ready.run(&client, self, Commit::WithStatement).await;
+        let Some(rows) = settle(rows, &client.statement_cache, stmt, false)? else {
+            return Ok(None);
+        };
         let count: i64 = rows
             .first()
             .map_or(Ok(0), |row| row.try_get(0))
@@ -222,7 +227,8 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
             return Ok(None);
         };
-        match refused(ready.run(&client, self, Commit::WithStatement).await)? {
+        let rows = ready.run(&client, self, Commit::WithStatement).await;
+        match settle(rows, &client.statement_cache, stmt, true)? {
             Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
             None => Ok(None),
         }
@@ -234,7 +240,8 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, |_| Some(())).await? else {
             return Ok(None);
         };
-        refused(ready.execute(&client, self, Commit::WithStatement).await)
+        let count = ready.execute(&client, self, Commit::WithStatement).await;
+        settle(count, &client.statement_cache, stmt, true)
     }
 
     /// Like [`write_models`](Self::write_models) in RLS mode, leaving the transaction open: the
@@ -252,7 +259,8 @@ impl Route<'_> {
         // Owned by the guard before anything is sent: dropped from here on, the connection
         // leaves the pool instead of going back with the transaction open.
         let open = Open::new(client);
-        let Some(rows) = refused(ready.run(open.client(), self, Commit::Later).await)? else {
+        let rows = ready.run(open.client(), self, Commit::Later).await;
+        let Some(rows) = settle(rows, open.cache(), stmt, true)? else {
             open.rollback().await;
             return Ok(None);
         };
@@ -266,7 +274,8 @@ impl Route<'_> {
             return Ok(None);
         };
         let open = Open::new(client);
-        let Some(count) = refused(ready.execute(open.client(), self, Commit::Later).await)? else {
+        let count = ready.execute(open.client(), self, Commit::Later).await;
+        let Some(count) = settle(count, open.cache(), stmt, true)? else {
             open.rollback().await;
             return Ok(None);
         };
@@ -367,7 +376,7 @@ macro_rules! in_transaction {
 /// A statement prepared on a connection, with its values and what reading its rows needs.
 struct Prepared<P> {
     statement: tokio_postgres::Statement,
-    params: Vec<PostgresValue>,
+    params: Vec<Param>,
     fit: P,
 }
 
@@ -417,35 +426,48 @@ impl<P> Prepared<P> {
 enum Refusal {
     /// PostgreSQL refused the statement or its transaction: nothing took effect.
     Refused(tokio_postgres::Error),
+    /// The cached prepared statement outlived a schema change of its result type (`cached plan
+    /// must not change result type`): nothing took effect, and it must be prepared again.
+    Stale,
     /// Anything else, such as a lost connection: whether it took effect is unknown.
     Failed(tokio_postgres::Error),
 }
 
 impl From<tokio_postgres::Error> for Refusal {
     fn from(err: tokio_postgres::Error) -> Self {
-        if err.as_db_error().is_some() {
-            Refusal::Refused(err)
-        } else {
-            Refusal::Failed(err)
+        match err.as_db_error() {
+            Some(db)
+                if *db.code() == tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+                    && db
+                        .message()
+                        .contains("cached plan must not change result type") =>
+            {
+                Refusal::Stale
+            }
+            Some(_) => Refusal::Refused(err),
+            None => Refusal::Failed(err),
         }
     }
 }
 
-/// A read's result: a refused statement is an error like any other.
-impl From<Refusal> for Error {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::Refused(err) | Refusal::Failed(err) => db_err(err),
-        }
-    }
-}
-
-/// A write's result: `None` when PostgreSQL refused the statement (run it again on sqlx).
-fn refused<T>(result: std::result::Result<T, Refusal>) -> Result<Option<T>> {
+/// What a read or write makes of a refusal: `None` when the statement took no effect and runs
+/// again on sqlx. A stale statement is forgotten on its connection first, so that the next one
+/// is prepared afresh; sqlx's own stale statement is handled on its side (`PgUnit`). A write
+/// refused by PostgreSQL runs again on sqlx too, for SeaORM's error; a read reports it.
+fn settle<T>(
+    result: std::result::Result<T, Refusal>,
+    cache: &deadpool_postgres::StatementCache,
+    stmt: &Statement,
+    write: bool,
+) -> Result<Option<T>> {
     match result {
         Ok(value) => Ok(Some(value)),
-        Err(Refusal::Refused(_)) => Ok(None),
-        Err(Refusal::Failed(err)) => Err(db_err(err)),
+        Err(Refusal::Stale) => {
+            cache.remove(&stmt.sql, &[]);
+            Ok(None)
+        }
+        Err(Refusal::Refused(_)) if write => Ok(None),
+        Err(Refusal::Refused(err) | Refusal::Failed(err)) => Err(db_err(err)),
     }
 }
 
@@ -479,6 +501,14 @@ impl Open {
     }
 
     fn client(&self) -> &tokio_postgres::Client {
+        self.object()
+    }
+
+    fn cache(&self) -> &deadpool_postgres::StatementCache {
+        &self.object().statement_cache
+    }
+
+    fn object(&self) -> &deadpool_postgres::Object {
         self.client
             .as_ref()
             .expect("an open transaction has its connection")
@@ -488,12 +518,11 @@ impl Open {
     /// deferred constraint, say), which rolled the write back: the caller runs it again on sqlx
     /// for SeaORM's error.
     pub(crate) async fn commit(mut self) -> Result<Option<()>> {
-        let committed = refused(
-            self.client()
-                .batch_execute("COMMIT")
-                .await
-                .map_err(Refusal::from),
-        );
+        let committed = match self.client().batch_execute("COMMIT").await {
+            Ok(()) => Ok(Some(())),
+            Err(err) if err.as_db_error().is_some() => Ok(None),
+            Err(err) => Err(db_err(err)),
+        };
         if committed.is_ok() {
             // Ended either way: back to the pool.
             self.client = None;
@@ -519,15 +548,16 @@ impl Drop for Open {
 }
 
 /// The statement's values, or `None` when one has no encoding here.
-fn params(stmt: &Statement) -> Option<Vec<PostgresValue>> {
+fn params(stmt: &Statement) -> Option<Vec<Param>> {
     let values = stmt.values.as_ref().map_or(&[][..], |v| v.0.as_slice());
     values
         .iter()
         .all(encodable)
-        .then(|| values.iter().cloned().map(PostgresValue).collect())
+        .then(|| values.iter().cloned().map(Param).collect())
 }
 
-/// Values with an encoding in `sea-query-postgres` that matches sqlx's for the same column.
+/// Values [`Param`] encodes, the same way sqlx does for the same column. Every other variant
+/// (whichever sea-query features a build turns on) sends its statement to sqlx.
 fn encodable(value: &Value) -> bool {
     matches!(
         value,
@@ -535,7 +565,7 @@ fn encodable(value: &Value) -> bool {
             | Value::SmallInt(_)
             | Value::Int(_)
             | Value::BigInt(_)
-            | Value::BigUnsigned(_)
+            | Value::BigUnsigned(None)
             | Value::Float(_)
             | Value::Double(_)
             | Value::String(_)
@@ -547,11 +577,56 @@ fn encodable(value: &Value) -> bool {
             | Value::ChronoDateTime(_)
             | Value::ChronoDateTimeUtc(_)
             | Value::ChronoDateTimeWithTimeZone(_)
-    )
+    ) || matches!(value, Value::BigUnsigned(Some(v)) if i64::try_from(*v).is_ok())
+}
+
+/// One bound value of a pipelined statement.
+///
+/// Written here rather than taken from `sea-query-postgres`, whose exhaustive match over
+/// sea-query's `Value` stops compiling when a user's SeaORM features add variants to it.
+#[derive(Debug)]
+struct Param(Value);
+
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        match &self.0 {
+            Value::Bool(v) => v.to_sql(ty, out),
+            Value::SmallInt(v) => v.to_sql(ty, out),
+            Value::Int(v) => v.to_sql(ty, out),
+            Value::BigInt(v) => v.to_sql(ty, out),
+            // SeaORM's `LIMIT` and `OFFSET`; `encodable` let through only what fits.
+            Value::BigUnsigned(v) => v.map(i64::try_from).transpose()?.to_sql(ty, out),
+            Value::Float(v) => v.to_sql(ty, out),
+            Value::Double(v) => v.to_sql(ty, out),
+            Value::String(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.to_sql(ty, out),
+            Value::Json(v) => v.as_deref().to_sql(ty, out),
+            Value::Uuid(v) => v.to_sql(ty, out),
+            Value::ChronoDate(v) => v.to_sql(ty, out),
+            Value::ChronoTime(v) => v.to_sql(ty, out),
+            Value::ChronoDateTime(v) => v.to_sql(ty, out),
+            Value::ChronoDateTimeUtc(v) => v.to_sql(ty, out),
+            Value::ChronoDateTimeWithTimeZone(v) => v.to_sql(ty, out),
+            other => Err(format!("no PostgreSQL encoding for {other:?} here").into()),
+        }
+    }
+
+    // Whether the value fits the parameter's type is decided per variant by `bindable`, before
+    // anything is sent.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// Whether every value's Rust type accepts the type PostgreSQL inferred for its parameter.
-fn bindable(params: &[PostgresValue], types: &[Type]) -> bool {
+fn bindable(params: &[Param], types: &[Type]) -> bool {
     params.len() == types.len()
         && params.iter().zip(types).all(|(p, ty)| match &p.0 {
             Value::Bool(_) => <bool as ToSql>::accepts(ty),

@@ -371,3 +371,82 @@ async fn a_statement_postgres_cannot_prepare_reports_seaorms_error() {
         .await;
     }
 }
+
+/// A column's type changes under statements prepared and cached on every connection (the
+/// result type of `SELECT *` and of `.. RETURNING *` with it): every later read and write
+/// succeeds, on the pipeline and on sqlx, in both modes.
+async fn a_column_type_changed_under_cached_statements(rls: bool, pipelined: bool) {
+    let env = if pipelined {
+        env(rls, 1).await
+    } else {
+        let (app, raw, keep) = crate::connections().await;
+        if rls {
+            Env::new_rls(app, raw, Box::new(keep)).await
+        } else {
+            Env::new(app, raw, Box::new(keep)).await
+        }
+    };
+    let s = env.seed().await;
+    let work = |round: usize| {
+        let env = &env;
+        tenant::scope(env.acme, async move {
+            let repo = TenantRepo::<post::Entity>::new(&env.db);
+            let all = repo.all().await?;
+            let one = repo.find_by_id(s.acme[0]).await?;
+            let count = repo.count().await?;
+            let added = repo
+                .insert(crate::common::new_post(&format!("r{round}")))
+                .await?;
+            let updated = repo
+                .update(post::ActiveModel {
+                    id: Set(added.id),
+                    title: Set(format!("round {round}")),
+                    ..Default::default()
+                })
+                .await?;
+            Ok::<_, tenant::Error>((all.len(), one.is_some(), count, updated.title))
+        })
+    };
+    // Twice on each connection, so that every statement is prepared and cached.
+    for round in 0..2 {
+        work(round).await.unwrap();
+    }
+    env.plant(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        "ALTER TABLE post ALTER COLUMN title TYPE varchar(200)",
+    ))
+    .await;
+    for round in 2..6 {
+        let before = env.pipeline.as_ref().map(tenant::Pipeline::statements);
+        let (all, one, count, title) = work(round)
+            .await
+            .unwrap_or_else(|e| panic!("round {round} after the change: {e}"));
+        // The two seeded posts and one per earlier round.
+        assert_eq!((all, one, count), (round + 2, true, round as u64 + 2));
+        assert_eq!(title, format!("round {round}"));
+        if let (Some(pipeline), Some(before), 5) = (&env.pipeline, before, round) {
+            // Prepared afresh: the last round's five statements ran on the pipeline again.
+            assert_eq!(pipeline.statements() - before, 5, "round {round}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_type_changed_under_cached_statements_on_the_pipeline() {
+    a_column_type_changed_under_cached_statements(false, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_type_changed_under_cached_statements_on_the_pipeline_in_rls_mode() {
+    a_column_type_changed_under_cached_statements(true, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_type_changed_under_cached_statements_on_sqlx() {
+    a_column_type_changed_under_cached_statements(false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_type_changed_under_cached_statements_on_sqlx_in_rls_mode() {
+    a_column_type_changed_under_cached_statements(true, false).await;
+}
