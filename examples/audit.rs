@@ -3,7 +3,7 @@
 //! with its declared keys, prints the report and exits non-zero on any finding.
 //!
 //! ```text
-//! cargo run --example audit -- postgres://app:secret@localhost/app
+//! cargo run --example audit --features postgres -- postgres://app:secret@localhost/app
 //! ```
 //!
 //! Exit status: 0 when clean, 1 with findings, 2 when the audit could not run.
@@ -81,7 +81,9 @@ fn schema() -> TenantSchema {
 async fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(url), None) = (args.next(), args.next()) else {
-        eprintln!("usage: cargo run --example audit -- <DATABASE_URL of the application role>");
+        eprintln!(
+            "usage: cargo run --example audit --features postgres -- <DATABASE_URL of the application role>"
+        );
         return ExitCode::from(2);
     };
     let conn = match sea_orm::Database::connect(url.as_str()).await {

@@ -1,5 +1,5 @@
 //! Two tenants on SQLite: the same query returns different rows, and a cross-tenant delete is
-//! refused. Run with `cargo run --example quickstart`.
+//! refused. Run with `cargo run --example quickstart --features sqlite`.
 
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, Set};
 use tenant::{TenantDb, TenantId, TenantRepo};

@@ -4,7 +4,7 @@ use crate::ops::{Group, Imp};
 use crate::report::Backend;
 
 pub(crate) const USAGE: &str = "\
-usage: cargo bench --bench tenancy -- [options]
+usage: cargo bench --all-features --bench tenancy -- [options]
 
   --tenants LIST     tenant counts T, one data set each        [10,1000,10000]
   --rows N           rows per tenant R                         [100]

@@ -3,9 +3,9 @@
 //! throwaway PostgreSQL (started like the tests' one) and on SQLite.
 //!
 //! ```sh
-//! cargo bench --bench tenancy                  # the full run of BENCHMARKS.md
-//! cargo bench --bench tenancy -- --quick       # a few hundred operations: does it still work?
-//! cargo bench --bench tenancy -- --help        # every option
+//! cargo bench --all-features --bench tenancy                  # the full run of BENCHMARKS.md
+//! cargo bench --all-features --bench tenancy -- --quick       # a few hundred operations: does it still work?
+//! cargo bench --all-features --bench tenancy -- --help        # every option
 //! ```
 //!
 //! Prints markdown tables (ops/s, p50, p99 per operation and the ratio to plain SeaORM) on

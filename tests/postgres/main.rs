@@ -2,6 +2,11 @@
 //! database per test. The scoped handle connects as `tenant_app`, a role that neither owns the
 //! tables nor is superuser nor `BYPASSRLS`; the planting connection is the owner.
 
+#[cfg(not(all(feature = "postgres", feature = "pipeline")))]
+compile_error!(
+    "the PostgreSQL suite needs the `postgres` and `pipeline` features: run `cargo test --workspace --all-features`"
+);
+
 mod audit;
 #[path = "../common/mod.rs"]
 mod common;

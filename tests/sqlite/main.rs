@@ -1,5 +1,10 @@
 //! Integration tests on SQLite (a file database per test, so that a pool has one database).
 
+#[cfg(not(feature = "sqlite"))]
+compile_error!(
+    "the SQLite suite needs the `sqlite` feature: run `cargo test --workspace --all-features`"
+);
+
 #[path = "../common/mod.rs"]
 mod common;
 
