@@ -199,7 +199,7 @@ impl fmt::Display for Report {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] when `conn` is not PostgreSQL, or the database's error.
+/// [`Error::NeedsPostgres`] when `conn` is not PostgreSQL, or the database's error.
 ///
 /// # Examples
 ///
@@ -217,9 +217,10 @@ impl fmt::Display for Report {
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub async fn audit(conn: &sea_orm::DatabaseConnection, schema: &TenantSchema) -> Result<Report> {
     if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return Err(Error::Config(
-            "the audit reads PostgreSQL's catalog; it cannot check another backend".to_owned(),
-        ));
+        return Err(Error::NeedsPostgres {
+            feature: "the audit",
+            backend: conn.get_database_backend(),
+        });
     }
     let mut findings = Vec::new();
     if let Some(rls) = schema.rls_settings() {

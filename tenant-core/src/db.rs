@@ -59,12 +59,13 @@ impl TenantDb {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when the connection is not PostgreSQL.
+    /// [`Error::NeedsPostgres`] when the connection is not PostgreSQL.
     pub fn with_rls(conn: DatabaseConnection, rls: Rls) -> Result<Self> {
         if conn.get_database_backend() != DbBackend::Postgres || !cfg!(feature = "postgres") {
-            return Err(Error::Config(
-                "RLS mode needs PostgreSQL; SQLite keeps the app-level guarantees only".to_owned(),
-            ));
+            return Err(Error::NeedsPostgres {
+                feature: "RLS mode",
+                backend: conn.get_database_backend(),
+            });
         }
         Ok(Self {
             conn,
@@ -81,9 +82,9 @@ impl TenantDb {
     ///
     /// # Errors
     ///
-    /// [`Error::Audit`] listing every finding with its fix; [`Error::Config`] when the
-    /// connection is not PostgreSQL or `schema` declares no RLS or other settings than `rls`;
-    /// or the database's error.
+    /// [`Error::Audit`] listing every finding with its fix; [`Error::RlsMismatch`] when `schema`
+    /// declares no RLS or other settings than `rls`; [`Error::NeedsPostgres`] when the connection
+    /// is not PostgreSQL; or the database's error.
     ///
     /// # Examples
     ///
@@ -103,10 +104,10 @@ impl TenantDb {
         schema: &crate::TenantSchema,
     ) -> Result<Self> {
         if schema.rls_settings() != Some(&rls) {
-            return Err(Error::Config(format!(
-                "the schema's RLS settings ({:?}) are not the handle's ({rls:?}); build the schema with `.rls(rls.clone())` from the same `Rls`",
-                schema.rls_settings()
-            )));
+            return Err(Error::RlsMismatch {
+                schema: schema.rls_settings().cloned(),
+                handle: rls,
+            });
         }
         let db = Self::with_rls(conn, rls)?;
         crate::audit(&db.conn, schema).await?.into_result()?;
@@ -132,20 +133,20 @@ impl TenantDb {
     /// SeaORM hooks use the database. See [`pipeline`](crate::pipeline).
     ///
     /// Connect the pipeline as the same role as this handle's connection. In RLS mode its reads
-    /// and writes fail with [`Error::Config`] when that role is a superuser or has `BYPASSRLS`
+    /// and writes fail with [`Error::BypassingRole`] when that role is a superuser or has `BYPASSRLS`
     /// (checked once, on the first statement).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when this handle is not on PostgreSQL.
+    /// [`Error::NeedsPostgres`] when this handle is not on PostgreSQL.
     #[cfg(feature = "pipeline")]
     #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
     pub fn with_pipeline(mut self, pipeline: crate::Pipeline) -> Result<Self> {
         if self.backend() != DbBackend::Postgres {
-            return Err(Error::Config(
-                "the pipelined executor is for PostgreSQL; this handle is on another database"
-                    .to_owned(),
-            ));
+            return Err(Error::NeedsPostgres {
+                feature: "the pipelined executor",
+                backend: self.backend(),
+            });
         }
         self.pipeline = Some(pipeline);
         Ok(self)
@@ -426,10 +427,10 @@ impl TenantConnection for TenantTxn {
     }
 }
 
-fn describe(access: &Access) -> String {
+fn describe(access: &Access) -> Option<crate::TenantId> {
     match access {
-        Access::Tenant(id) => id.to_string(),
-        Access::System(_) => "system".to_owned(),
+        Access::Tenant(id) => Some(*id),
+        Access::System(_) => None,
     }
 }
 
@@ -709,7 +710,7 @@ impl PgUnit {
         stmt: &Statement,
     ) -> Result<Outcome, sea_orm::sqlx::Error> {
         let fresh = std::mem::replace(&mut self.fresh, false);
-        let err = match run(&mut **self, op, stmt).await {
+        let err = match run(self, op, stmt).await {
             Err(err) => err,
             ok => return ok,
         };
@@ -723,7 +724,7 @@ impl PgUnit {
                     sea_orm::sqlx::Connection::clear_cached_statements(&mut **self).await?;
                     self.start(begin).await?;
                     self.fresh = false;
-                    return run(&mut **self, op, stmt).await;
+                    return run(self, op, stmt).await;
                 }
                 (true, _, _) => {
                     self.stale = true;
@@ -731,13 +732,13 @@ impl PgUnit {
                 }
             }
             sea_orm::sqlx::Connection::clear_cached_statements(&mut **self).await?;
-            return run(&mut **self, op, stmt).await;
+            return run(self, op, stmt).await;
         }
         if !self.open && is_aborted_transaction(&err) {
             sea_orm::sqlx::raw_sql("ROLLBACK")
                 .execute(&mut **self)
                 .await?;
-            return run(&mut **self, op, stmt).await;
+            return run(self, op, stmt).await;
         }
         Err(err)
     }

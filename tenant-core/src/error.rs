@@ -47,13 +47,15 @@ pub enum Error {
     },
     /// A transaction begun for one tenant was used inside another tenant's scope.
     #[error(
-        "this transaction belongs to tenant {bound}, but the scope is tenant {scope}; begin a new transaction inside the inner scope"
+        "this transaction belongs to {}, but the scope is {}; begin a new transaction inside the inner scope",
+        acting(.bound.as_ref()),
+        acting(.scope.as_ref())
     )]
     ScopeMismatch {
-        /// The tenant the transaction was begun for.
-        bound: String,
-        /// The tenant in scope at the time of use.
-        scope: String,
+        /// The tenant the transaction (or query) was begun for; `None`: a system scope.
+        bound: Option<crate::TenantId>,
+        /// The tenant in scope at the time of use; `None`: a system scope.
+        scope: Option<crate::TenantId>,
     },
     /// A write referenced a parent row that does not exist in the current tenant: the
     /// tenant-consistent foreign key `(tenant, parent key)` refused it.
@@ -75,9 +77,56 @@ pub enum Error {
         /// The table name of the entity.
         entity: &'static str,
     },
-    /// A configuration the library refuses, such as RLS on a backend without it.
-    #[error("{0}")]
-    Config(String),
+    /// The operation needs PostgreSQL (RLS mode, the pipeline, the audit) and the connection is
+    /// to another database.
+    #[error(
+        "{feature} needs PostgreSQL, and this connection is {backend:?}; SQLite keeps the app-level guarantees only"
+    )]
+    NeedsPostgres {
+        /// What needed PostgreSQL.
+        feature: &'static str,
+        /// The connection's database.
+        backend: sea_orm::DbBackend,
+    },
+    /// A name this crate would write into SQL is not of the form it lets through.
+    #[error("`{name}` is not a valid {what}; expected {expected}")]
+    InvalidName {
+        /// What the name is for (a custom setting, a search path, a role).
+        what: &'static str,
+        /// The refused name, as given.
+        name: String,
+        /// The form that is accepted.
+        expected: &'static str,
+    },
+    /// The pipelined executor cannot be set up as asked.
+    #[error("the pipeline cannot be set up: {reason}")]
+    PipelineSetup {
+        /// Why not.
+        reason: String,
+    },
+    /// A connection meant for RLS mode runs as a role that skips row-level security.
+    #[error(
+        "the {connection} connects as `{role}`, which {right} and so skips row-level security; connect it as the application role"
+    )]
+    BypassingRole {
+        /// Which connection (`pipeline`).
+        connection: &'static str,
+        /// The role it connects as.
+        role: String,
+        /// Why the role skips the policies (`is a superuser`, `has BYPASSRLS`).
+        right: &'static str,
+    },
+    /// The schema given to `TenantDb::with_rls_checked` declares other RLS settings than the
+    /// handle's.
+    #[error(
+        "the schema's RLS settings ({schema:?}) are not the handle's ({handle:?}); build the schema with `.rls(rls.clone())` from the same `Rls`"
+    )]
+    RlsMismatch {
+        /// The schema's settings (`None`: it declares no RLS).
+        schema: Option<crate::Rls>,
+        /// The handle's settings.
+        handle: crate::Rls,
+    },
     /// A system scope under RLS, on a `TenantDb` with no connection that may bypass RLS.
     #[error(
         "a system scope cannot run under RLS on the application role; give the `TenantDb` a connection whose role bypasses RLS with `TenantDb::with_system_connection`"
@@ -100,6 +149,11 @@ pub enum Error {
     /// The database refused or failed the statement; displays the database's message.
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
+}
+
+/// Whom a scope acts for, in a message.
+fn acting(tenant: Option<&crate::TenantId>) -> String {
+    tenant.map_or_else(|| "a system scope".to_owned(), |t| format!("tenant {t}"))
 }
 
 /// `Result` with [`Error`] as the default error.

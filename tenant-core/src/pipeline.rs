@@ -57,8 +57,8 @@ pub struct Pipeline {
     /// Statements run, shared by the clones.
     statements: Arc<AtomicU64>,
     /// Whether the pool's role is confined by row-level security, checked on the first read in
-    /// RLS mode: `Err` names the right that lets it bypass the policies.
-    confined: Arc<tokio::sync::OnceCell<std::result::Result<(), String>>>,
+    /// RLS mode: `Err` names the role and the right that lets it bypass the policies.
+    confined: Arc<tokio::sync::OnceCell<std::result::Result<(), (String, &'static str)>>>,
 }
 
 impl Pipeline {
@@ -78,16 +78,16 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `url` does not parse or `max_size` is zero. Connections are made
+    /// [`Error::PipelineSetup`] when `url` does not parse or `max_size` is zero. Connections are made
     /// on first use.
     pub fn connect(url: &str, max_size: usize) -> Result<Self> {
         if max_size == 0 {
-            return Err(Error::Config(
-                "a pipeline pool needs at least one connection".to_owned(),
-            ));
+            return Err(Error::PipelineSetup {
+                reason: "a pipeline pool needs at least one connection".to_owned(),
+            });
         }
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            Error::Config(format!("the pipeline's database URL does not parse: {e}"))
+        let config: tokio_postgres::Config = url.parse().map_err(|e| Error::PipelineSetup {
+            reason: format!("its database URL does not parse: {e}"),
         })?;
         let manager = Manager::from_config(
             config,
@@ -102,7 +102,9 @@ impl Pipeline {
             .max_size(max_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
-            .map_err(|e| Error::Config(format!("the pipeline pool cannot be built: {e}")))?;
+            .map_err(|e| Error::PipelineSetup {
+                reason: format!("its pool cannot be built: {e}"),
+            })?;
         Ok(Self::new(pool))
     }
 
@@ -133,16 +135,18 @@ impl Pipeline {
                     (row.get(0), row.get(1), row.get(2));
                 Ok::<_, Error>(match (superuser, bypass) {
                     (false, false) => Ok(()),
-                    (true, _) => Err(format!("`{user}` is a superuser")),
-                    (false, true) => Err(format!("`{user}` has `BYPASSRLS`")),
+                    (true, _) => Err((user, "is a superuser")),
+                    (false, true) => Err((user, "has `BYPASSRLS`")),
                 })
             })
             .await?;
-        verdict.clone().map_err(|right| {
-            Error::Config(format!(
-                "the pipeline connects as a role that skips row-level security ({right}); connect it as the application role, as the `TenantDb`'s own connection does"
-            ))
-        })
+        verdict
+            .clone()
+            .map_err(|(role, right)| Error::BypassingRole {
+                connection: "pipeline",
+                role,
+                right,
+            })
     }
 }
 

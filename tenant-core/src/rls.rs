@@ -39,7 +39,7 @@ impl Rls {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] unless the name is two lowercase identifiers joined by a dot, the form
+    /// [`Error::InvalidName`] unless the name is two lowercase identifiers joined by a dot, the form
     /// PostgreSQL accepts for a custom setting; the name is written into SQL, so nothing else is
     /// let through.
     pub fn new(setting: &str) -> Result<Self> {
@@ -48,9 +48,11 @@ impl Rls {
                 setting: setting.to_owned(),
                 ..Self::default()
             }),
-            _ => Err(Error::Config(format!(
-                "`{setting}` is not a custom setting name; expected two lowercase identifiers joined by a dot, such as `app.tenant_id`"
-            ))),
+            _ => Err(Error::InvalidName {
+                what: "custom setting name",
+                name: setting.to_owned(),
+                expected: "two lowercase identifiers joined by a dot, such as `app.tenant_id`",
+            }),
         }
     }
 
@@ -67,15 +69,17 @@ impl Rls {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `schemas` is empty or a name is not a lowercase identifier (the
+    /// [`Error::InvalidName`] when `schemas` is empty or a name is not a lowercase identifier (the
     /// names are written into SQL, so nothing else is let through).
     pub fn with_search_path(mut self, schemas: &[&str]) -> Result<Self> {
         // `pg_temp` is always appended last; named earlier it would search temporary tables first.
         let valid = |s: &&str| is_plain_ident(s) && !s.starts_with("pg_temp");
         if schemas.is_empty() || !schemas.iter().all(valid) {
-            return Err(Error::Config(format!(
-                "{schemas:?} is not a search path; expected one or more lowercase identifiers other than `pg_temp`, such as `[\"public\"]`"
-            )));
+            return Err(Error::InvalidName {
+                what: "search path",
+                name: schemas.join(", "),
+                expected: "one or more lowercase identifiers other than `pg_temp`, such as `public`",
+            });
         }
         self.search_path = schemas.join(", ");
         Ok(self)
@@ -156,19 +160,14 @@ impl Rls {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `role` is not a plain lowercase identifier.
+    /// [`Error::InvalidName`] when `role` is not a plain lowercase identifier.
     pub fn grant_statements<E: Tenancy>(role: &str) -> Result<Vec<String>> {
-        let valid = role
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && role
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
-            return Err(Error::Config(format!(
-                "`{role}` is not a role name this crate writes into SQL; expected a lowercase identifier"
-            )));
+        if !is_plain_ident(role) {
+            return Err(Error::InvalidName {
+                what: "role name",
+                name: role.to_owned(),
+                expected: "a lowercase identifier",
+            });
         }
         let table = quote_ident(E::default().table_name());
         Ok(vec![

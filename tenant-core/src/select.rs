@@ -248,8 +248,8 @@ impl<Q> Scoped<Q> {
             (_, Access::System(_)) | (Pin::Free, _) => Ok(()),
             (Pin::NoTenant, _) => Err(Error::NoTenant),
             (Pin::Tenant(built), Access::Tenant(now)) => Err(Error::ScopeMismatch {
-                bound: built.to_string(),
-                scope: now.to_string(),
+                bound: Some(built),
+                scope: Some(now),
             }),
         }
     }

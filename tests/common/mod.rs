@@ -994,9 +994,17 @@ pub async fn transactions_are_scoped_and_bound_to_their_tenant(env: &Env) {
         assert_eq!(repo.count().await.unwrap(), 3);
         // Used inside another tenant's scope: refused.
         let inner = tenant::scope(env.globex, post::Entity::find().all(&txn)).await;
-        assert!(
-            matches!(inner, Err(Error::ScopeMismatch { .. })),
-            "{inner:?}"
+        let Err(err @ Error::ScopeMismatch { bound, scope }) = inner else {
+            panic!("{inner:?}");
+        };
+        assert_eq!((bound, scope), (Some(env.acme), Some(env.globex)));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "this transaction belongs to tenant {}, but the scope is tenant {}; begin a new \
+                 transaction inside the inner scope",
+                env.acme, env.globex
+            )
         );
         txn.rollback().await.unwrap();
         assert_eq!(post::Entity::find().count(&env.db).await.unwrap(), 2);

@@ -696,7 +696,7 @@ async fn with_rls_checked_refuses_a_broken_database_and_accepts_a_fixed_one() {
     let other = Rls::new("app.other_tenant").unwrap();
     assert!(matches!(
         TenantDb::with_rls_checked(app, other, &schema()).await,
-        Err(Error::Config(_))
+        Err(Error::RlsMismatch { .. })
     ));
 }
 

@@ -267,22 +267,34 @@ async fn under_rls_a_pipeline_as_a_role_that_bypasses_the_policies_is_refused() 
     tenant::scope(env.acme, async {
         let (inserted, n) = pipelined(&env, crate::common::new_post("new").insert(&env.db)).await;
         let err = inserted.unwrap_err();
-        assert!(matches!(err, tenant::Error::Config(_)), "{err}");
+        assert!(matches!(err, tenant::Error::BypassingRole { .. }), "{err}");
         assert_eq!(n, 0, "nothing ran");
         let err = post::Entity::delete_by_id(s.acme[0])
             .exec(&env.db)
             .await
             .unwrap_err();
-        assert!(matches!(err, tenant::Error::Config(_)), "{err}");
+        assert!(matches!(err, tenant::Error::BypassingRole { .. }), "{err}");
         for _ in 0..2 {
             let (rows, n) = pipelined(&env, post::Entity::find().all(&env.db)).await;
             let err = rows.unwrap_err();
-            assert!(matches!(err, tenant::Error::Config(_)), "{err}");
-            assert!(err.to_string().contains("superuser"), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    tenant::Error::BypassingRole {
+                        right: "is a superuser",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("is a superuser"), "{err}");
             assert_eq!(n, 0, "nothing ran");
         }
         let count = post::Entity::find().count(&env.db).await.unwrap_err();
-        assert!(matches!(count, tenant::Error::Config(_)), "{count}");
+        assert!(
+            matches!(count, tenant::Error::BypassingRole { .. }),
+            "{count}"
+        );
     })
     .await;
     assert_eq!(env.raw_posts().await, 4, "nothing written, nothing deleted");
@@ -333,14 +345,23 @@ async fn a_pipeline_on_a_sqlite_handle_is_refused() {
     let sqlite = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
     let pipeline = tenant::Pipeline::connect("postgres://nobody@localhost/none", 1).unwrap();
     let err = TenantDb::new(sqlite).with_pipeline(pipeline).unwrap_err();
-    assert!(matches!(err, tenant::Error::Config(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            tenant::Error::NeedsPostgres {
+                backend: sea_orm::DbBackend::Sqlite,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(matches!(
         tenant::Pipeline::connect("postgres://x@localhost/db", 0),
-        Err(tenant::Error::Config(_))
+        Err(tenant::Error::PipelineSetup { .. })
     ));
     assert!(matches!(
         tenant::Pipeline::connect("not a url", 1),
-        Err(tenant::Error::Config(_))
+        Err(tenant::Error::PipelineSetup { .. })
     ));
 }
 

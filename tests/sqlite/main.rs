@@ -270,3 +270,29 @@ async fn renamed_column_variants_are_the_ones_scoped_and_indexed() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].org, *a.as_uuid());
 }
+
+#[tokio::test]
+async fn rls_mode_on_sqlite_is_refused_with_an_error_a_caller_can_match() {
+    let conn = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+    let err = tenant::TenantDb::with_rls(conn, tenant::Rls::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tenant::Error::NeedsPostgres {
+                feature: "RLS mode",
+                backend: sea_orm::DbBackend::Sqlite
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "RLS mode needs PostgreSQL, and this connection is Sqlite; SQLite keeps the app-level \
+         guarantees only"
+    );
+    let err = tenant::Rls::new("app.tenant-id").unwrap_err();
+    assert!(
+        matches!(&err, tenant::Error::InvalidName { what: "custom setting name", name, .. } if name == "app.tenant-id"),
+        "{err:?}"
+    );
+}
