@@ -86,21 +86,25 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let conn = match sea_orm::Database::connect(url.as_str()).await {
-        Ok(conn) => conn,
+    // App-level mode: the audit itself reports a role that would bypass RLS.
+    let db = match tenant::TenantDb::connect(&url).await {
+        Ok(db) => db,
         Err(e) => {
             eprintln!("cannot connect: {e}");
             return ExitCode::from(2);
         }
     };
-    let report = match tenant::audit(&conn, &schema()).await {
+    let conn = db.unscoped(&tenant::AssertUnscoped::new(
+        "the audit reads the catalog as the role it checks",
+    ));
+    let report = match tenant::audit(conn, &schema()).await {
         Ok(report) => report,
         Err(e) => {
             eprintln!("the audit could not run: {e}");
             return ExitCode::from(2);
         }
     };
-    conn.close().await.ok();
+    db.close().await.ok();
     println!("{report}");
     if report.is_clean() {
         ExitCode::SUCCESS

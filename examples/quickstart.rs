@@ -2,7 +2,7 @@
 //! refused. Run with `cargo run --example quickstart --features sqlite`.
 
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, Set};
-use tenant::{TenantDb, TenantId, TenantRepo};
+use tenant::{AssertUnscoped, TenantDb, TenantId, TenantRepo};
 use uuid::Uuid;
 
 mod post {
@@ -41,9 +41,10 @@ fn post(slug: &str, title: &str) -> post::ActiveModel {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let conn = sea_orm::Database::connect("sqlite::memory:").await?;
-    tenant::create_schema(&conn, &[tenant::table::<post::Entity>()]).await?;
-    let db = TenantDb::new(conn);
+    let db = TenantDb::connect("sqlite::memory:").await?;
+    // Creating the tables is the one thing here that needs the raw connection.
+    let raw = db.unscoped(&AssertUnscoped::new("create the tables"));
+    tenant::create_schema(raw, &[tenant::table::<post::Entity>()]).await?;
 
     let acme = TenantId::from(Uuid::from_u128(0x00ac_eace));
     let globex = TenantId::from(Uuid::from_u128(0x0061_0be5));

@@ -260,6 +260,10 @@ mod pg {
     use crate::rls::{Rls, quote_ident};
     use crate::schema::{ExpectedIndex, ExpectedPolicy, ExpectedTable};
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "catalog queries this crate writes, with bound values"
+    )]
     async fn rows<C: ConnectionTrait>(
         conn: &C,
         sql: &str,
@@ -697,6 +701,10 @@ mod pg {
         }
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "catalog queries this crate writes, with bound values"
+    )]
     async fn probe(
         conn: &DatabaseConnection,
         statements: [String; 2],

@@ -166,6 +166,12 @@ impl TenantDb {
         Some(crate::pipeline::Route { pipeline, begin })
     }
 
+    /// The pool, for this crate's own catalog queries (no audit log line, unlike `unscoped`).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn raw(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
     /// The RLS settings, when in RLS mode.
     pub fn rls(&self) -> Option<&Rls> {
         self.rls.as_deref()
@@ -508,6 +514,10 @@ impl ConnectionTrait for Exec<'_> {
         }
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the executor itself: it runs the statements this crate has scoped"
+    )]
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self {
             Exec::Db(c) => c.execute_raw(stmt).await,
@@ -542,6 +552,10 @@ impl ConnectionTrait for Exec<'_> {
         }
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the executor itself: it runs the statements this crate has scoped"
+    )]
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self {
             Exec::Db(c) => c.query_one_raw(stmt).await,
@@ -555,6 +569,10 @@ impl ConnectionTrait for Exec<'_> {
         }
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the executor itself: it runs the statements this crate has scoped"
+    )]
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self {
             Exec::Db(c) => c.query_all_raw(stmt).await,

@@ -51,6 +51,10 @@ impl<C: TenantConnection + ?Sized> ConnectionTrait for Lazy<'_, C> {
         DbBackend::Postgres
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "delegation: a SeaORM hook's statement, run in the write's unit"
+    )]
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         self.unit().await?.exec().execute_raw(stmt).await
     }
@@ -63,10 +67,18 @@ impl<C: TenantConnection + ?Sized> ConnectionTrait for Lazy<'_, C> {
         self.unit().await?.exec().execute_unprepared(sql).await
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "delegation: a SeaORM hook's statement, run in the write's unit"
+    )]
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         self.unit().await?.exec().query_one_raw(stmt).await
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "delegation: a SeaORM hook's statement, run in the write's unit"
+    )]
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         self.unit().await?.exec().query_all_raw(stmt).await
     }

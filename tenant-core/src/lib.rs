@@ -4,6 +4,7 @@
 //! Users depend on the `tenant` facade, which re-exports this crate and adds the derive.
 
 mod audit;
+mod connect;
 mod context;
 mod db;
 mod entity;
@@ -25,6 +26,7 @@ mod write;
 #[cfg(feature = "postgres")]
 pub use audit::audit;
 pub use audit::{Finding, FindingKind, Report};
+pub use connect::TenantDbBuilder;
 pub use context::{SystemScope, current, scope, spawn};
 pub use db::{AssertUnscoped, TenantConnection, TenantDb, TenantTxn};
 pub use entity::{Tenancy, TenantScoped};
@@ -78,6 +80,10 @@ pub mod __private {
     }
 
     /// `Model::find_related(..)` for a declared entity.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+    )]
     pub fn find_related<M, R>(model: &M, r: R) -> Scoped<Select<R>>
     where
         M: ModelTrait,

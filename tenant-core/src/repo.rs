@@ -164,6 +164,10 @@ where
     }
 
     /// The rows of `R` related to `model`, in the current tenant.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+    )]
     pub async fn find_related<R>(&self, model: &ModelOf<E>, r: R) -> Result<Vec<R::Model>>
     where
         R: Tenancy,

@@ -86,10 +86,6 @@ impl Rls {
     }
 
     /// The statement that opens a unit of work for `tenant`.
-    #[cfg_attr(
-        not(feature = "postgres"),
-        expect(dead_code, reason = "used by the PostgreSQL executor")
-    )]
     pub(crate) fn begin_sql(&self, tenant: Option<TenantId>) -> String {
         // `search_path` is pinned with `pg_temp` last, so that no temporary table or session
         // `SET search_path` left on a pooled connection can stand in for a tenant table.

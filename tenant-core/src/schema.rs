@@ -460,6 +460,10 @@ impl TenantSchema {
     /// Runs [`statements`](Self::statements) on `conn` (the owner's connection, not the
     /// application role's). Re-runnable: tables and keys are created if missing, policies
     /// replaced.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "DDL this crate generates from the declaration"
+    )]
     pub async fn create<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
         for stmt in self.statements(conn.get_database_backend()) {
             conn.execute_raw(stmt).await?;

@@ -715,6 +715,10 @@ impl<C: TenantConnection, E: Tenancy> Paginator<'_, C, E> {
 
 /// For each of `models`, its related `R` rows of the tenant `conn` acts for, in one query
 /// (SeaORM's loader with `R`'s tenant predicate).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+)]
 pub(crate) async fn load_many<E, R, C>(
     conn: &C,
     models: &[E::Model],
@@ -735,6 +739,10 @@ where
 
 /// `E`'s row with primary key `id` in the tenant in scope: `TenantRepo::find_by_id`, with its
 /// statement kept (see [`template`]).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+)]
 pub(crate) async fn get_by_id<E: Tenancy, C: TenantConnection>(
     conn: &C,
     id: KeyOf<E>,
@@ -758,6 +766,10 @@ pub(crate) async fn get_by_id<E: Tenancy, C: TenantConnection>(
 }
 
 /// How many rows of `E` the tenant in scope has: `TenantRepo::count`, with its statement kept.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+)]
 pub(crate) async fn count_all<E: Tenancy, C: TenantConnection>(conn: &C) -> Result<u64> {
     let plan = Plan::of::<E, C>(conn, "count")?;
     let statement = |backend| count_statement::<E>(&plan, backend);

@@ -166,6 +166,10 @@ where
 }
 
 /// Runs the insert or update of `am` (tenant held) on `exec` and returns the row as stored.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+)]
 async fn save_statement<A, X>(exec: &X, plan: &Plan, am: A, insert: bool) -> Result<ModelOf<A>>
 where
     A: ActiveModelTrait + Send,
@@ -252,6 +256,10 @@ fn column_bits<E: EntityTrait>(mut has: impl FnMut(E::Column) -> bool) -> Option
 
 /// SeaORM's `Insert::one(am)` with `RETURNING` every column, kept per set of given columns;
 /// `None` for an entity of more than 64 columns.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+)]
 pub(crate) fn insert_sql<A>(am: &A, backend: DbBackend) -> Option<sea_orm::Statement>
 where
     A: ActiveModelTrait,
@@ -282,6 +290,10 @@ where
 /// SeaORM's `Update::one(am)` with the plan's predicate and `RETURNING` every column, kept per
 /// set of changed columns; `None` when SeaORM's own path must run: a key column unset (SeaORM's
 /// error), nothing to set (a scoped read instead), more than 64 columns.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+)]
 pub(crate) fn update_sql<A>(plan: &Plan, am: &A, backend: DbBackend) -> Option<sea_orm::Statement>
 where
     A: ActiveModelTrait,
@@ -326,6 +338,10 @@ where
 
 /// Inserts many rows, each stamped, and returns them as stored. Refuses all of them when any
 /// names another tenant.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+)]
 pub(crate) async fn insert_many<A, C, I>(conn: &C, models: I) -> Result<Vec<ModelOf<A>>>
 where
     A: ActiveModelTrait + Send,
@@ -405,6 +421,10 @@ where
 }
 
 /// Runs the delete of `am`'s row on `exec`.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+)]
 async fn delete_statement<A, X>(exec: &X, plan: &Plan, am: &A) -> Result<()>
 where
     A: ActiveModelTrait + Send,
@@ -426,6 +446,10 @@ fn deleted<E: EntityTrait>(rows: u64) -> Result<()> {
 }
 
 /// Deletes the row with primary key `id` in the tenant in scope; [`Error::NotFound`] otherwise.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+)]
 pub(crate) async fn delete_by_id<E, C, K>(conn: &C, id: K) -> Result<()>
 where
     E: TenantScoped,
@@ -502,6 +526,10 @@ where
     upsert_on_columns(conn, am, target).await
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+)]
 async fn upsert_on_columns<A, C>(
     conn: &C,
     mut am: A,
@@ -756,6 +784,10 @@ mod piped {
             .ok_or_else(|| saved_error::<A>(saved_nothing(insert), insert))
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "SeaORM's builder for a scoped write; the tenant stamp and predicate are added here"
+    )]
     fn delete_sql<A>(plan: &Plan, am: &A) -> Result<Statement>
     where
         A: ActiveModelTrait,

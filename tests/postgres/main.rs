@@ -2,6 +2,9 @@
 //! database per test. The scoped handle connects as `tenant_app`, a role that neither owns the
 //! tables nor is superuser nor `BYPASSRLS`; the planting connection is the owner.
 
+// Tests plant and inspect rows behind the library's back with SeaORM's own entry points.
+#![allow(clippy::disallowed_methods)]
+
 #[cfg(not(all(feature = "postgres", feature = "pipeline")))]
 compile_error!(
     "the PostgreSQL suite needs the `postgres` and `pipeline` features: run `cargo test --workspace --all-features`"
@@ -10,6 +13,7 @@ compile_error!(
 mod audit;
 #[path = "../common/mod.rs"]
 mod common;
+mod connect;
 #[path = "../support/postgres.rs"]
 mod pg;
 mod pipeline;

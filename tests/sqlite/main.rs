@@ -1,5 +1,8 @@
 //! Integration tests on SQLite (a file database per test, so that a pool has one database).
 
+// Tests plant and inspect rows behind the library's back with SeaORM's own entry points.
+#![allow(clippy::disallowed_methods)]
+
 #[cfg(not(feature = "sqlite"))]
 compile_error!(
     "the SQLite suite needs the `sqlite` feature: run `cargo test --workspace --all-features`"
@@ -293,6 +296,31 @@ async fn rls_mode_on_sqlite_is_refused_with_an_error_a_caller_can_match() {
     let err = tenant::Rls::new("app.tenant-id").unwrap_err();
     assert!(
         matches!(&err, tenant::Error::InvalidName { what: "custom setting name", name, .. } if name == "app.tenant-id"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_builder_connects_to_sqlite_and_refuses_rls_mode_there() {
+    let db = tenant::TenantDb::builder("sqlite::memory:")
+        .max_connections(1)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(db.backend(), sea_orm::DbBackend::Sqlite);
+    let err = tenant::TenantDb::builder("sqlite::memory:")
+        .rls(tenant::Rls::default())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tenant::Error::NeedsPostgres {
+                feature: "RLS mode",
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

@@ -18,10 +18,56 @@ pub mod note {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(has_many = "super::comment::Entity")]
+        Comment,
+    }
+
+    impl Related<super::comment::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Comment.def()
+        }
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// A comment on a note, in the note's tenant.
+pub mod comment {
+    #![allow(missing_docs, reason = "SeaORM's generated items")]
+
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
+    #[sea_orm(table_name = "comment")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub tenant_id: Uuid,
+        pub note_id: Uuid,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::note::Entity",
+            from = "Column::NoteId",
+            to = "super::note::Column::Id"
+        )]
+        Note,
+    }
+
+    impl Related<super::note::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Note.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[cfg(tenant_spellings)]
+pub mod spellings;
 
 use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter};
 use tenant::{TenantDb, TenantRepo};

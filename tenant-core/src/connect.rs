@@ -1,0 +1,249 @@
+//! [`TenantDb::connect`] and [`TenantDbBuilder`]: the library owns connecting, so that an
+//! application never holds a raw SeaORM connection (it stays behind
+//! [`TenantDb::unscoped`](crate::TenantDb::unscoped)).
+
+use std::fmt;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+use crate::{Error, Result, Rls, TenantDb, TenantSchema};
+
+type Tweak = Box<dyn FnOnce(&mut ConnectOptions) + Send>;
+
+impl TenantDb {
+    /// Connects to `url` (`sqlite://..`, `postgres://..`) in app-level mode with SeaORM's pool
+    /// defaults. [`builder`](Self::builder) sets the pool, RLS mode, the start-up audit, the
+    /// system connection and the pipeline.
+    ///
+    /// # Errors
+    ///
+    /// The driver's error when the database cannot be reached.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> tenant_core::Result<()> {
+    /// let db = tenant_core::TenantDb::connect("sqlite::memory:").await?;
+    /// assert_eq!(db.backend(), sea_orm::DbBackend::Sqlite);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder(url).connect().await
+    }
+
+    /// A [`TenantDbBuilder`] for `url`.
+    pub fn builder(url: impl Into<String>) -> TenantDbBuilder<'static> {
+        TenantDbBuilder {
+            url: url.into(),
+            tweaks: Vec::new(),
+            rls: None,
+            audit: None,
+            system_url: None,
+            #[cfg(feature = "pipeline")]
+            pipeline: None,
+        }
+    }
+}
+
+/// Connects a [`TenantDb`]: the pool, RLS mode with its role check, the start-up audit, the
+/// system connection and the pipeline, in one place.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(schema: tenant_core::TenantSchema) -> tenant_core::Result<()> {
+/// let db = tenant_core::TenantDb::builder("postgres://app:secret@db/app")
+///     .max_connections(16)
+///     .rls(tenant_core::Rls::default())
+///     .audit(&schema) // refuses to start unless the database isolates tenants as declared
+///     .system_url("postgres://owner:secret@db/app")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `.connect().await`"]
+pub struct TenantDbBuilder<'s> {
+    url: String,
+    tweaks: Vec<Tweak>,
+    rls: Option<Rls>,
+    audit: Option<&'s TenantSchema>,
+    system_url: Option<String>,
+    #[cfg(feature = "pipeline")]
+    pipeline: Option<usize>,
+}
+
+impl<'s> TenantDbBuilder<'s> {
+    /// The most connections the pool opens.
+    pub fn max_connections(self, n: u32) -> Self {
+        self.options(move |o| {
+            o.max_connections(n);
+        })
+    }
+
+    /// The connections the pool keeps open when idle.
+    pub fn min_connections(self, n: u32) -> Self {
+        self.options(move |o| {
+            o.min_connections(n);
+        })
+    }
+
+    /// Any other setting of SeaORM's [`ConnectOptions`] (timeouts, statement logging, sqlx's
+    /// own options), applied in order before connecting.
+    pub fn options(mut self, tweak: impl FnOnce(&mut ConnectOptions) + Send + 'static) -> Self {
+        self.tweaks.push(Box::new(tweak));
+        self
+    }
+
+    /// RLS mode ([`TenantDb::with_rls`]). Connecting checks that the role is neither a superuser
+    /// nor `BYPASSRLS`, which would skip every policy.
+    pub fn rls(mut self, rls: Rls) -> Self {
+        self.rls = Some(rls);
+        self
+    }
+
+    /// Runs the start-up [`audit`](crate::audit()) of `schema` on the new connection and refuses
+    /// to start on any finding ([`TenantDb::with_rls_checked`]). In RLS mode the schema must
+    /// declare the same [`Rls`].
+    pub fn audit<'a>(self, schema: &'a TenantSchema) -> TenantDbBuilder<'a>
+    where
+        's: 'a,
+    {
+        TenantDbBuilder {
+            url: self.url,
+            tweaks: self.tweaks,
+            rls: self.rls,
+            audit: Some(schema),
+            system_url: self.system_url,
+            #[cfg(feature = "pipeline")]
+            pipeline: self.pipeline,
+        }
+    }
+
+    /// A second connection, for system scopes in RLS mode: its role must bypass RLS
+    /// ([`TenantDb::with_system_connection`]). Opened with no idle connections.
+    pub fn system_url(mut self, url: impl Into<String>) -> Self {
+        self.system_url = Some(url.into());
+        self
+    }
+
+    /// The pipelined executor with `max_size` connections to the same URL
+    /// ([`TenantDb::with_pipeline`]).
+    #[cfg(feature = "pipeline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+    pub fn pipeline(mut self, max_size: usize) -> Self {
+        self.pipeline = Some(max_size);
+        self
+    }
+
+    /// Connects.
+    ///
+    /// # Errors
+    ///
+    /// The driver's error when a database cannot be reached; [`Error::NeedsPostgres`] for RLS
+    /// mode or the pipeline on another database; [`Error::BypassingRole`] when RLS mode connects
+    /// as a superuser or `BYPASSRLS` role; [`Error::Audit`] or [`Error::RlsMismatch`] from the
+    /// audit; [`Error::PipelineSetup`].
+    pub async fn connect(self) -> Result<TenantDb> {
+        let conn = open(&self.url, self.tweaks).await?;
+        let mut db = match self.rls {
+            Some(rls) => {
+                let db = TenantDb::with_rls(conn, rls)?;
+                #[cfg(feature = "postgres")]
+                if self.audit.is_none() {
+                    check_role(&db).await?;
+                }
+                db
+            }
+            None => TenantDb::new(conn),
+        };
+        #[cfg(feature = "postgres")]
+        if let Some(schema) = self.audit {
+            if let Some(rls) = db.rls()
+                && schema.rls_settings() != Some(rls)
+            {
+                return Err(Error::RlsMismatch {
+                    schema: schema.rls_settings().cloned(),
+                    handle: rls.clone(),
+                });
+            }
+            crate::audit(db.raw(), schema).await?.into_result()?;
+        }
+        #[cfg(not(feature = "postgres"))]
+        if self.audit.is_some() {
+            return Err(Error::NeedsPostgres {
+                feature: "the audit",
+                backend: db.backend(),
+            });
+        }
+        if let Some(url) = self.system_url {
+            let tweaks: Vec<Tweak> = vec![Box::new(|o| {
+                o.min_connections(0);
+            })];
+            db = db.with_system_connection(open(&url, tweaks).await?);
+        }
+        #[cfg(feature = "pipeline")]
+        if let Some(size) = self.pipeline {
+            db = db.with_pipeline(crate::Pipeline::connect(&self.url, size)?)?;
+        }
+        Ok(db)
+    }
+}
+
+impl fmt::Debug for TenantDbBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URLs may carry passwords.
+        f.debug_struct("TenantDbBuilder")
+            .field("options", &self.tweaks.len())
+            .field("rls", &self.rls)
+            .field("audit", &self.audit.is_some())
+            .field("system", &self.system_url.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one place this crate opens a pool; the connection goes into a `TenantDb`"
+)]
+async fn open(url: &str, tweaks: Vec<Tweak>) -> Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    for tweak in tweaks {
+        tweak(&mut options);
+    }
+    Ok(Database::connect(options).await?)
+}
+
+/// Refuses an RLS-mode connection whose role skips every policy.
+#[cfg(feature = "postgres")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a catalog query this crate writes"
+)]
+async fn check_role(db: &TenantDb) -> Result<()> {
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .raw()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles \
+             WHERE rolname = current_user",
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let (role, superuser, bypass): (String, bool, bool) = (
+        row.try_get_by_index(0)?,
+        row.try_get_by_index(1)?,
+        row.try_get_by_index(2)?,
+    );
+    let right = match (superuser, bypass) {
+        (false, false) => return Ok(()),
+        (true, _) => "is a superuser",
+        (false, true) => "has `BYPASSRLS`",
+    };
+    Err(Error::BypassingRole {
+        connection: "application",
+        role,
+        right,
+    })
+}

@@ -1,0 +1,126 @@
+//! `TenantDb::connect` and `TenantDb::builder`: the library opens the pools, checks the role in
+//! RLS mode, runs the start-up audit, and adds the system connection and the pipeline.
+
+use tenant::{Error, Rls, TenantDb, TenantRepo, TenantSchema};
+
+use crate::common::entities::{self, post};
+use crate::common::new_post;
+
+fn schema() -> TenantSchema {
+    TenantSchema::new()
+        .tables(entities::tables())
+        .rls(Rls::default())
+}
+
+/// A fresh database with the schema and its policies, created as the owner.
+async fn database() -> crate::pg::TestDb {
+    let test_db = crate::pg::fresh_database().await;
+    let owner = TenantDb::connect(&test_db.admin_url).await.unwrap();
+    let raw = owner.unscoped(&tenant::AssertUnscoped::new("test: create the schema"));
+    schema().create(raw).await.unwrap();
+    owner.close().await.unwrap();
+    test_db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_connects_in_rls_mode_with_the_audit_the_system_connection_and_the_pipeline() {
+    let test_db = database().await;
+    let schema = schema();
+    let db = TenantDb::builder(test_db.app_url.clone())
+        .max_connections(2)
+        .min_connections(0)
+        .rls(Rls::default())
+        .audit(&schema)
+        .system_url(test_db.admin_url.clone())
+        .pipeline(1)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(db.rls(), Some(&Rls::default()));
+    let acme = tenant::TenantId::from(uuid::Uuid::new_v4());
+    let globex = tenant::TenantId::from(uuid::Uuid::new_v4());
+    for (t, slug) in [(acme, "a"), (globex, "g")] {
+        tenant::scope(
+            t,
+            TenantRepo::<post::Entity>::new(&db).insert(new_post(slug)),
+        )
+        .await
+        .unwrap();
+    }
+    let mine = tenant::scope(acme, post::Entity::find().all(&db))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].slug, "a");
+    // The system connection sees every tenant; the application role alone would see none.
+    let all = tenant::SystemScope::assert("test: count every tenant's posts")
+        .run(post::Entity::find().count(&db))
+        .await
+        .unwrap();
+    assert_eq!(all, 2);
+    // The pipeline is the builder's: a size of zero is refused.
+    let err = TenantDb::builder(test_db.app_url.clone())
+        .pipeline(0)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PipelineSetup { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rls_mode_as_a_superuser_is_refused_at_connect() {
+    let test_db = database().await;
+    let err = TenantDb::builder(test_db.admin_url.clone())
+        .rls(Rls::default())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::BypassingRole {
+                connection: "application",
+                right: "is a superuser",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // App-level mode has no policies to skip: the same role connects.
+    TenantDb::connect(&test_db.admin_url).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_refuses_a_database_the_audit_finds_fault_with() {
+    let test_db = database().await;
+    let owner = TenantDb::connect(&test_db.admin_url).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        owner.unscoped(&tenant::AssertUnscoped::new("test: break the schema")),
+        "ALTER TABLE comment DISABLE ROW LEVEL SECURITY",
+    )
+    .await
+    .unwrap();
+    let schema = schema();
+    let err = TenantDb::builder(test_db.app_url.clone())
+        .rls(Rls::default())
+        .audit(&schema)
+        .connect()
+        .await
+        .unwrap_err();
+    let Error::Audit(report) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(report.findings().len(), 1, "{report}");
+    assert_eq!(report.findings()[0].kind, tenant::FindingKind::RlsDisabled);
+    // A schema declaring other RLS settings than the handle's is refused before the audit.
+    let other = TenantSchema::new()
+        .tables(entities::tables())
+        .rls(Rls::new("app.other").unwrap());
+    let err = TenantDb::builder(test_db.app_url.clone())
+        .rls(Rls::default())
+        .audit(&other)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RlsMismatch { .. }), "{err:?}");
+}
