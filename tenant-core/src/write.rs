@@ -819,25 +819,27 @@ mod piped {
     {
         let columns = column_names::<A::Entity>();
         if !route.binds() {
-            let unit = plan.unit(conn).await?;
-            let result = {
-                let exec = &unit.exec();
-                async {
-                    let mut am = am.before_save(exec, insert).await?;
-                    hold_tenant(&mut am, access, insert)?;
-                    let written = match save_sql(plan, &am, insert) {
-                        Some(sql) => route.write_models(&sql, decoder, &columns).await?,
-                        None => None,
-                    };
-                    let model = match written {
-                        Some(rows) => saved::<A>(rows, insert)?,
-                        None => save_statement(exec, plan, am, insert).await?,
-                    };
-                    Ok(A::after_save(model, exec, insert).await?)
-                }
-                .await
+            // The hooks get a unit only if they use the database: a pooled connection is not
+            // taken for nothing.
+            let lazy = Lazy::new(conn, plan.access());
+            let result = async {
+                let mut am = am.before_save(&lazy, insert).await?;
+                hold_tenant(&mut am, access, insert)?;
+                let written = match save_sql(plan, &am, insert) {
+                    Some(sql) => route.write_models(&sql, decoder, &columns).await?,
+                    None => None,
+                };
+                let model = match written {
+                    Some(rows) => saved::<A>(rows, insert)?,
+                    None => save_statement(&lazy, plan, am, insert).await?,
+                };
+                Ok(A::after_save(model, &lazy, insert).await?)
+            }
+            .await;
+            return match lazy.into_unit() {
+                Some(unit) => unit.finish(result).await,
+                None => result,
             };
-            return unit.finish(result).await;
         }
 
         let lazy = Lazy::new(conn, plan.access());
@@ -899,21 +901,22 @@ mod piped {
         C: TenantConnection,
     {
         if !route.binds() {
-            let unit = plan.unit(conn).await?;
-            let result = {
-                let exec = &unit.exec();
-                async {
-                    let am = am.before_delete(exec).await?;
-                    match route.write_count(&delete_sql(plan, &am)?).await? {
-                        Some(rows) => deleted::<A::Entity>(rows)?,
-                        None => delete_statement(exec, plan, &am).await?,
-                    }
-                    am.after_delete(exec).await?;
-                    Ok(())
+            // As for a save: a unit only for hooks that use the database.
+            let lazy = Lazy::new(conn, plan.access());
+            let result = async {
+                let am = am.before_delete(&lazy).await?;
+                match route.write_count(&delete_sql(plan, &am)?).await? {
+                    Some(rows) => deleted::<A::Entity>(rows)?,
+                    None => delete_statement(&lazy, plan, &am).await?,
                 }
-                .await
+                am.after_delete(&lazy).await?;
+                Ok(())
+            }
+            .await;
+            return match lazy.into_unit() {
+                Some(unit) => unit.finish(result).await,
+                None => result,
             };
-            return unit.finish(result).await;
         }
 
         let lazy = Lazy::new(conn, plan.access());

@@ -139,8 +139,9 @@ async fn cancel_at_every_poll(env: &Env, label: &str) {
     }
 }
 
-/// The handle's one pooled connection is outside any transaction, has no tenant bound and keeps
-/// the server's `search_path`; in RLS mode it sees no tenant row. The pipeline's too.
+/// The handle's one pooled connection is outside any transaction and has no tenant bound, and
+/// no other backend of the role (the pipeline's, one PgBouncer holds) sits idle in a
+/// transaction; in RLS mode the connection sees no tenant row. The pipeline's connection too.
 async fn assert_clean(env: &Env, at: &str) {
     let hatch = env
         .db
@@ -169,6 +170,30 @@ async fn assert_clean(env: &Env, at: &str) {
         "",
         "{at}: a tenant binding was left"
     );
+    // A connection closed with its transaction open (the pipeline's way with a write dropped
+    // mid-transaction) is out of every pool at once; its backend notices the closed socket a
+    // moment later. Wait for that, up to a bound no loaded machine reaches.
+    let mut waited = 0;
+    loop {
+        let others: i64 = sqlx::raw_sql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND usename = current_user \
+               AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get(0);
+        if others == 0 {
+            break;
+        }
+        waited += 1;
+        assert!(
+            waited < 1000,
+            "{at}: another backend of the role stays idle in a transaction"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     if env.rls {
         assert_eq!(
             row.get::<i64, _>("posts"),
