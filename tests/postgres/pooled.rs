@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::common::entities::post;
 use crate::common::{Env, new_post};
-use crate::rls::pgbouncer;
+use crate::rls::{one_connection_env, pgbouncer};
 
 /// Polls `fut` at most `polls` times, each time after it asked to be woken, then drops it.
 /// `None`: it had not finished.
@@ -206,39 +206,15 @@ async fn assert_clean(env: &Env, at: &str) {
     }
 }
 
-/// A handle over a pool of exactly one connection made from `options`, in RLS mode or not.
-async fn one_connection(mut options: ConnectOptions, test_db: crate::pg::TestDb, rls: bool) -> Env {
-    options
-        .max_connections(1)
-        .min_connections(0)
-        .sqlx_logging(false);
-    let app = Database::connect(options)
-        .await
-        .expect("connect as the app role");
-    let mut admin = ConnectOptions::new(test_db.admin_url.clone());
-    admin
-        .max_connections(1)
-        .min_connections(0)
-        .sqlx_logging(false);
-    let raw = Database::connect(admin)
-        .await
-        .expect("connect as the owner");
-    if rls {
-        Env::new_rls(app, raw, Box::new(test_db)).await
-    } else {
-        Env::new(app, raw, Box::new(test_db)).await
-    }
-}
-
 async fn direct(rls: bool) -> Env {
     let test_db = crate::pg::fresh_database().await;
-    one_connection(ConnectOptions::new(test_db.app_url.clone()), test_db, rls).await
+    one_connection_env(ConnectOptions::new(test_db.app_url.clone()), test_db, rls).await
 }
 
 async fn pipelined(rls: bool) -> Env {
     let test_db = crate::pg::fresh_database().await;
     let url = test_db.app_url.clone();
-    one_connection(ConnectOptions::new(url.clone()), test_db, rls)
+    one_connection_env(ConnectOptions::new(url.clone()), test_db, rls)
         .await
         .with_pipeline(&url, 1)
 }
@@ -272,7 +248,7 @@ async fn rls_operations_dropped_at_every_poll_through_pgbouncer_leave_no_state()
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let test_db = crate::pg::fresh_database().await;
     let options = bouncer.connect_options(&test_db.app_url);
-    let env = one_connection(options, test_db, true).await;
+    let env = one_connection_env(options, test_db, true).await;
     cancel_at_every_poll(&env, "RLS, PgBouncer").await;
 }
 

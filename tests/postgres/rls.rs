@@ -290,7 +290,17 @@ async fn the_same_ten_thousand_operations_through_pgbouncer_in_transaction_mode_
 }
 
 /// An RLS-mode environment whose application pool has exactly one connection.
-async fn single_connection_env(mut options: ConnectOptions, test_db: crate::pg::TestDb) -> Env {
+async fn single_connection_env(options: ConnectOptions, test_db: crate::pg::TestDb) -> Env {
+    one_connection_env(options, test_db, true).await
+}
+
+/// An environment, in RLS mode or not, whose application pool (made from `options`) has exactly
+/// one connection.
+pub(crate) async fn one_connection_env(
+    mut options: ConnectOptions,
+    test_db: crate::pg::TestDb,
+    rls: bool,
+) -> Env {
     options
         .max_connections(1)
         .min_connections(0)
@@ -307,7 +317,11 @@ async fn single_connection_env(mut options: ConnectOptions, test_db: crate::pg::
     let raw = Database::connect(admin)
         .await
         .expect("connect as the owner");
-    Env::new_rls(app, raw, Box::new(test_db)).await
+    if rls {
+        Env::new_rls(app, raw, Box::new(test_db)).await
+    } else {
+        Env::new(app, raw, Box::new(test_db)).await
+    }
 }
 
 /// The payload of the panics the stress test raises on purpose.
