@@ -23,37 +23,37 @@ pub async fn on_a_raw_connection(
 ) -> Result<(), DbErr> {
     let id = model.id;
     <note::Entity as EntityTrait>::find().all(conn).await?; // flagged
-    <note::Entity as EntityTrait>::find_by_id(id)
+    <note::Entity as EntityTrait>::find_by_id(id) // flagged
         .one(conn)
-        .await?; // flagged
-    <note::Entity as EntityTrait>::insert(am.clone())
+        .await?;
+    <note::Entity as EntityTrait>::insert(am.clone()) // flagged
         .exec(conn)
-        .await?; // flagged
-    <note::Entity as EntityTrait>::insert_many([am.clone()])
+        .await?;
+    <note::Entity as EntityTrait>::insert_many([am.clone()]) // flagged
         .exec(conn)
-        .await?; // flagged
-    <note::Entity as EntityTrait>::update(am.clone())
+        .await?;
+    <note::Entity as EntityTrait>::update(am.clone()) // flagged
         .exec(conn)
-        .await?; // flagged
-    <note::Entity as EntityTrait>::update_many()
+        .await?;
+    <note::Entity as EntityTrait>::update_many() // flagged
         .exec(conn)
-        .await?; // flagged
-    <note::Entity as EntityTrait>::delete(am.clone())
+        .await?;
+    <note::Entity as EntityTrait>::delete(am.clone()) // flagged
         .exec(conn)
-        .await?; // flagged
-    <note::Entity as EntityTrait>::delete_many()
+        .await?;
+    <note::Entity as EntityTrait>::delete_many() // flagged
         .exec(conn)
-        .await?; // flagged
-    <note::Entity as EntityTrait>::delete_by_id(id)
+        .await?;
+    <note::Entity as EntityTrait>::delete_by_id(id) // flagged
         .exec(conn)
-        .await?; // flagged
+        .await?;
     ActiveModelTrait::insert(am.clone(), conn).await?; // flagged
     ActiveModelTrait::update(am.clone(), conn).await?; // flagged
     ActiveModelTrait::save(am.clone(), conn).await?; // flagged
     ActiveModelTrait::delete(am, conn).await?; // flagged
-    ModelTrait::find_related(&model, comment::Entity)
+    ModelTrait::find_related(&model, comment::Entity) // flagged
         .all(conn)
-        .await?; // flagged
+        .await?;
     vec![model.clone()].load_many(comment::Entity, conn).await?; // flagged
     ModelTrait::delete(model, conn).await?; // flagged
     conn.execute_unprepared("DELETE FROM note").await?; // flagged
