@@ -3,12 +3,14 @@
 //! [`TenantDb::unscoped`](crate::TenantDb::unscoped)).
 
 use std::fmt;
+use std::sync::Arc;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::{Error, Result, Rls, TenantDb, TenantSchema};
 
-type Tweak = Box<dyn FnOnce(&mut ConnectOptions) + Send>;
+/// A pool setting; applied to each pool the builder opens for the URL.
+type Tweak = Arc<dyn Fn(&mut ConnectOptions) + Send + Sync>;
 
 impl TenantDb {
     /// Connects to `url` (`sqlite://..`, `postgres://..`) in app-level mode with SeaORM's pool
@@ -89,9 +91,10 @@ impl<'s> TenantDbBuilder<'s> {
     }
 
     /// Any other setting of SeaORM's [`ConnectOptions`] (timeouts, statement logging, sqlx's
-    /// own options), applied in order before connecting.
-    pub fn options(mut self, tweak: impl FnOnce(&mut ConnectOptions) + Send + 'static) -> Self {
-        self.tweaks.push(Box::new(tweak));
+    /// own options), applied in order before connecting, to the application pool and to the
+    /// escape hatch's.
+    pub fn options(mut self, tweak: impl Fn(&mut ConnectOptions) + Send + Sync + 'static) -> Self {
+        self.tweaks.push(Arc::new(tweak));
         self
     }
 
@@ -145,7 +148,20 @@ impl<'s> TenantDbBuilder<'s> {
     /// as a superuser or `BYPASSRLS` role; [`Error::Audit`] or [`Error::RlsMismatch`] from the
     /// audit; [`Error::PipelineSetup`].
     pub async fn connect(self) -> Result<TenantDb> {
-        let conn = open(&self.url, self.tweaks).await?;
+        let conn = open(&self.url, &self.tweaks).await?;
+        // On PostgreSQL the escape hatch gets a pool of its own, so that whatever raw SQL leaves
+        // on a session (a temporary table, `SET search_path`, an open transaction, `SET ROLE`)
+        // never reaches a connection that scoped units use. Opened on first use.
+        #[cfg(feature = "postgres")]
+        let hatch = if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let mut tweaks = self.tweaks.clone();
+            tweaks.push(Arc::new(|o: &mut ConnectOptions| {
+                o.min_connections(0).connect_lazy(true);
+            }));
+            Some(open(&self.url, &tweaks).await?)
+        } else {
+            None
+        };
         let mut db = match self.rls {
             Some(rls) => {
                 let db = TenantDb::with_rls(conn, rls)?;
@@ -177,14 +193,18 @@ impl<'s> TenantDbBuilder<'s> {
             });
         }
         if let Some(url) = self.system_url {
-            let tweaks: Vec<Tweak> = vec![Box::new(|o| {
+            let tweaks: Vec<Tweak> = vec![Arc::new(|o: &mut ConnectOptions| {
                 o.min_connections(0);
             })];
-            db = db.with_system_connection(open(&url, tweaks).await?);
+            db = db.with_system_connection(open(&url, &tweaks).await?);
         }
         #[cfg(feature = "pipeline")]
         if let Some(size) = self.pipeline {
             db = db.with_pipeline(crate::Pipeline::connect(&self.url, size)?)?;
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(hatch) = hatch {
+            db = db.with_escape_hatch(hatch);
         }
         Ok(db)
     }
@@ -206,7 +226,7 @@ impl fmt::Debug for TenantDbBuilder<'_> {
     clippy::disallowed_methods,
     reason = "the one place this crate opens a pool; the connection goes into a `TenantDb`"
 )]
-async fn open(url: &str, tweaks: Vec<Tweak>) -> Result<DatabaseConnection> {
+async fn open(url: &str, tweaks: &[Tweak]) -> Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     for tweak in tweaks {
         tweak(&mut options);

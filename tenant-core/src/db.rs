@@ -35,6 +35,9 @@ pub struct TenantDb {
     rls: Option<Arc<Rls>>,
     /// A connection whose role bypasses RLS, for system scopes in RLS mode.
     system: Option<DatabaseConnection>,
+    /// The escape hatch's own pool, when [`TenantDb::connect`] opened one: raw SQL then never
+    /// runs on a connection that scoped units use.
+    hatch: Option<DatabaseConnection>,
     /// The pipelined executor for the reads it can take.
     #[cfg(feature = "pipeline")]
     pipeline: Option<crate::Pipeline>,
@@ -48,6 +51,7 @@ impl TenantDb {
             conn,
             rls: None,
             system: None,
+            hatch: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         }
@@ -71,6 +75,7 @@ impl TenantDb {
             conn,
             rls: Some(Arc::new(rls)),
             system: None,
+            hatch: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         })
@@ -252,6 +257,13 @@ impl TenantDb {
     ///
     /// The [`AssertUnscoped`] names the reason, and every call logs it to the `tenant::audit`
     /// tracing target.
+    ///
+    /// On PostgreSQL, a handle from [`TenantDb::connect`] or [`TenantDb::builder`] gives the
+    /// escape hatch a pool of its own (same URL and options, no idle connections, opened on
+    /// first use): session state that raw SQL leaves behind (a temporary table, a session
+    /// `search_path`, an open transaction) never reaches a connection that scoped units use. A
+    /// handle wrapped around a connection of the caller's ([`TenantDb::new`],
+    /// [`TenantDb::with_rls`]) returns that connection.
     pub fn unscoped(&self, assert: &AssertUnscoped) -> &DatabaseConnection {
         tracing::warn!(
             target: "tenant::audit",
@@ -259,7 +271,14 @@ impl TenantDb {
             tenant.id = ?context::current().ok(),
             "unscoped database access"
         );
-        &self.conn
+        self.hatch.as_ref().unwrap_or(&self.conn)
+    }
+
+    /// Gives the escape hatch `conn`, a pool of its own to the same database.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn with_escape_hatch(mut self, conn: DatabaseConnection) -> Self {
+        self.hatch = Some(conn);
+        self
     }
 
     /// The underlying pool, to close it.
@@ -268,6 +287,9 @@ impl TenantDb {
     ///
     /// The driver's error on close.
     pub async fn close(self) -> Result<()> {
+        if let Some(hatch) = self.hatch {
+            hatch.close().await?;
+        }
         self.conn.close().await.map_err(Error::from)
     }
 }

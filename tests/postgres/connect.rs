@@ -124,3 +124,80 @@ async fn the_builder_refuses_a_database_the_audit_finds_fault_with() {
         .unwrap_err();
     assert!(matches!(err, Error::RlsMismatch { .. }), "{err:?}");
 }
+
+/// Raw SQL through the escape hatch of a handle from the builder leaves, on every connection it
+/// can reach, a temporary `post` holding a row that claims to be `tenant`'s and a session
+/// `search_path` that puts it first: scoped units never see it, because the escape hatch has a
+/// pool of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_state_left_through_the_escape_hatch_never_reaches_scoped_units() {
+    let test_db = crate::pg::fresh_database().await;
+    let owner = TenantDb::connect(&test_db.admin_url).await.unwrap();
+    let raw = owner.unscoped(&tenant::AssertUnscoped::new("test: create the schema"));
+    TenantSchema::new()
+        .tables(entities::tables())
+        .create(raw)
+        .await
+        .unwrap();
+    owner.close().await.unwrap();
+    // App-level mode: no transaction per unit, so nothing but the pool keeps the session
+    // objects away. Two connections, both held by the escape hatch at once.
+    let db = TenantDb::builder(test_db.app_url.clone())
+        .max_connections(2)
+        .connect()
+        .await
+        .unwrap();
+    let globex = tenant::TenantId::from(uuid::Uuid::new_v4());
+    let hatch = db.unscoped(&tenant::AssertUnscoped::new(
+        "test: leave session objects behind",
+    ));
+    let shadow = format!(
+        "CREATE TEMP TABLE post (LIKE public.post INCLUDING ALL); \
+         INSERT INTO pg_temp.post (id, tenant_id, slug, title, views) \
+         VALUES ('{}', '{globex}', 'planted', 'Planted', 0); \
+         SET search_path = pg_temp, public",
+        uuid::Uuid::new_v4()
+    );
+    let (first, second) = (
+        sea_orm::TransactionTrait::begin(hatch).await.unwrap(),
+        sea_orm::TransactionTrait::begin(hatch).await.unwrap(),
+    );
+    for txn in [&first, &second] {
+        sea_orm::ConnectionTrait::execute_unprepared(txn, &shadow)
+            .await
+            .unwrap();
+    }
+    first.commit().await.unwrap();
+    second.commit().await.unwrap();
+
+    for round in 0..4 {
+        let fresh = tenant::scope(
+            globex,
+            TenantRepo::<post::Entity>::new(&db).insert(new_post(&format!("real-{round}"))),
+        )
+        .await
+        .unwrap();
+        let seen = tenant::scope(globex, post::Entity::find().all(&db))
+            .await
+            .unwrap();
+        assert_eq!(seen.len(), round + 1, "round {round}: {seen:?}");
+        assert!(
+            seen.iter().all(|p| p.slug.starts_with("real-")),
+            "round {round}: the planted row was read: {seen:?}"
+        );
+        assert!(seen.iter().any(|p| p.id == fresh.id));
+    }
+    // The shadows are still in place on the escape hatch's connections, untouched.
+    let planted = sea_orm::ConnectionTrait::query_one_raw(
+        hatch,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM post",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(planted.try_get::<i64>("", "n").unwrap(), 1);
+    db.close().await.unwrap();
+}
