@@ -1,9 +1,9 @@
 //! The traits `#[derive(TenantScoped)]` implements: every entity reachable through
 //! [`TenantDb`](crate::TenantDb) must have declared whether it is tenant-owned or shared.
 
-use sea_orm::EntityTrait;
+use std::fmt;
 
-use crate::schema::TableSpec;
+use sea_orm::{EntityTrait, IdenStatic};
 
 /// An entity that has declared its tenancy: tenant-owned ([`TenantScoped`]) or deliberately
 /// shared across tenants (`#[tenant(global)]`).
@@ -49,4 +49,61 @@ pub(crate) fn table_name<E: EntityTrait>() -> &'static str {
     // `table_name` returns `&'static str` for every derived entity; the schema name is not part
     // of the messages.
     E::default().table_name()
+}
+
+/// The keys an entity's `#[tenant(..)]` attribute declares, in declaration order.
+pub struct TableSpec<E: EntityTrait> {
+    indexes: Vec<Vec<E::Column>>,
+    uniques: Vec<Vec<E::Column>>,
+}
+
+impl<E: EntityTrait> TableSpec<E> {
+    /// No extra keys.
+    #[doc(hidden)]
+    pub fn new() -> Self {
+        Self {
+            indexes: Vec::new(),
+            uniques: Vec::new(),
+        }
+    }
+
+    /// A composite index `(tenant column, columns..)`.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn index(mut self, columns: &[E::Column]) -> Self {
+        self.indexes.push(columns.to_vec());
+        self
+    }
+
+    /// A per-tenant unique `(tenant column, columns..)`.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn unique(mut self, columns: &[E::Column]) -> Self {
+        self.uniques.push(columns.to_vec());
+        self
+    }
+
+    /// The declared composite indexes, without the leading tenant column.
+    pub fn indexes(&self) -> &[Vec<E::Column>] {
+        &self.indexes
+    }
+
+    /// The declared per-tenant uniques, without the leading tenant column.
+    pub fn uniques(&self) -> &[Vec<E::Column>] {
+        &self.uniques
+    }
+}
+
+impl<E: EntityTrait> fmt::Debug for TableSpec<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = |keys: &[Vec<E::Column>]| -> Vec<Vec<String>> {
+            keys.iter()
+                .map(|k| k.iter().map(|c| c.as_str().to_owned()).collect())
+                .collect()
+        };
+        f.debug_struct("TableSpec")
+            .field("indexes", &names(&self.indexes))
+            .field("uniques", &names(&self.uniques))
+            .finish()
+    }
 }

@@ -3,45 +3,50 @@
 //!
 //! Users depend on the `tenant` facade, which re-exports this crate and adds the derive.
 
+// Where each guarantee lives, from the ground up:
+//
+// - `context`, `id`, `entity`: the tenant in scope, its id, and what an entity declared.
+// - `ddl`: what a declaration implies in the database (tables, tenant-leading keys, RLS
+//   policies), and the identifiers both write.
+// - `audit`: whether a live database isolates tenants as the declarations say.
+// - `exec`: where and how statements run. `placement` decides, for one unit of work, which pool
+//   it runs on and how its tenant is bound there; the sqlx path (`unit`, `pg`) and the pipeline
+//   both take that decision. A new isolation tier (a schema or a database per tenant) is a new
+//   placement, consumed the same way.
+// - `scope`: the scoping rule: whom an operation acts for and its tenant predicate (`plan`),
+//   the tenant a write carries (`stamp`), the predicate of a joined entity (`join`).
+// - `query`: what users hold and call (`Scoped`, the write builders, `TenantRepo`) and how each
+//   read and write runs under the rule, with statements of a fixed shape kept (`template`).
+
 mod audit;
-mod connect;
 mod context;
-mod db;
+mod ddl;
 mod entity;
 mod error;
-pub mod future;
-#[cfg(feature = "pipeline")]
-mod hooks;
+mod exec;
 mod id;
-#[cfg(feature = "pipeline")]
-#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
-pub mod pipeline;
-mod repo;
-mod rls;
-mod schema;
-mod select;
-mod template;
-mod write;
+mod query;
+mod scope;
 
 #[cfg(feature = "postgres")]
 pub use audit::audit;
 pub use audit::{Finding, FindingKind, Report};
-pub use connect::TenantDbBuilder;
 pub use context::{SystemScope, current, scope, spawn};
-pub use db::{AssertUnscoped, TenantConnection, TenantDb, TenantTxn};
-pub use entity::{Tenancy, TenantScoped};
+pub use ddl::{ExpectedForeignKey, ExpectedIndex, ExpectedPolicy, ExpectedTable};
+pub use ddl::{PolicyForm, Rls};
+pub use ddl::{Table, TableStatements, TenantSchema, create_schema, table, table_statements};
+pub use entity::{TableSpec, Tenancy, TenantScoped};
 pub use error::{Error, Result};
-pub use id::{TenantId, TenantKey};
 #[cfg(feature = "pipeline")]
-pub use pipeline::Pipeline;
-pub use repo::TenantRepo;
-pub use rls::{PolicyForm, Rls};
-pub use schema::{ExpectedForeignKey, ExpectedIndex, ExpectedPolicy, ExpectedTable};
-pub use schema::{
-    Table, TableSpec, TableStatements, TenantSchema, create_schema, table, table_statements,
-};
-pub use select::{CursorOf, IntoModel, IntoTuple, Paginator, Scoped};
-pub use write::{DeleteById, Insert, InsertMany, Update};
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub use exec::pipeline;
+#[cfg(feature = "pipeline")]
+pub use exec::pipeline::Pipeline;
+pub use exec::{AssertUnscoped, TenantConnection, TenantDb, TenantDbBuilder, TenantTxn};
+pub use id::{TenantId, TenantKey};
+pub use query::future;
+pub use query::{CursorOf, DeleteById, Insert, InsertMany, IntoModel, IntoTuple, Paginator};
+pub use query::{Scoped, TenantRepo, Update};
 
 /// A tenant-scoped select of `E`: what `Entity::find()` returns for an entity declared with
 /// `#[derive(TenantScoped)]`, also for entities in SeaORM's dense format, whose `find` stays
@@ -55,7 +60,7 @@ pub fn find<E: Tenancy>() -> Scoped<sea_orm::Select<E>> {
 pub mod __private {
     pub use crate::__pg_decoder as pg_decoder;
     pub use crate::context::Access;
-    pub use crate::db::{Exec, Unit};
+    pub use crate::exec::{Exec, Unit};
     pub use sea_orm;
     pub use uuid;
 
@@ -65,7 +70,7 @@ pub mod __private {
 
     /// `Entity::find()` for a declared entity: SeaORM's select, kept per entity and cloned.
     pub fn find<E: Tenancy>() -> Scoped<Select<E>> {
-        Scoped::new(crate::template::find::<E>())
+        Scoped::new(crate::query::template::find::<E>())
     }
 
     /// `Entity::find_by_id(..)` for a declared entity.

@@ -9,10 +9,12 @@ use sea_orm::{
     Related, Select, SelectTwo, SelectTwoMany,
 };
 
-use crate::db::{TenantConnection, TenantDb, TenantTxn};
+use super::read::Paginator;
+use super::scoped::Scoped;
+use super::write;
+use crate::Result;
 use crate::entity::{Tenancy, TenantScoped};
-use crate::select::{Paginator, Scoped};
-use crate::{Result, write};
+use crate::exec::{TenantConnection, TenantDb, TenantTxn};
 
 /// Reads and writes of `E`, limited to the tenant in scope.
 ///
@@ -82,7 +84,7 @@ where
 
     /// The row with this primary key in the current tenant.
     pub async fn find_by_id(&self, id: impl Into<KeyOf<E>>) -> Result<Option<ModelOf<E>>> {
-        crate::select::get_by_id::<E, C>(&self.conn, id.into()).await
+        crate::query::read::get_by_id::<E, C>(&self.conn, id.into()).await
     }
 
     /// Every row of the current tenant.
@@ -92,7 +94,7 @@ where
 
     /// The number of rows of the current tenant.
     pub async fn count(&self) -> Result<u64> {
-        crate::select::count_all::<E, C>(&self.conn).await
+        crate::query::read::count_all::<E, C>(&self.conn).await
     }
 
     /// Whether any row of the current tenant matches `filter`.
@@ -203,6 +205,6 @@ where
         E: Related<R>,
         ModelOf<E>: Sync,
     {
-        crate::select::load_many::<E, R, C>(&self.conn, models, r).await
+        crate::query::read::load_many::<E, R, C>(&self.conn, models, r).await
     }
 }

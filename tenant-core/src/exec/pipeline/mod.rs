@@ -22,7 +22,6 @@
 //! [`TenantTxn`](crate::TenantTxn) and system scope) stays on SeaORM's sqlx connection.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,9 +29,16 @@ pub use deadpool_postgres;
 pub use tokio_postgres;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use sea_orm::{DbErr, RuntimeErr, Statement, Value};
-use tokio_postgres::types::{FromSqlOwned, ToSql, Type};
+use sea_orm::{DbErr, RuntimeErr, Statement};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Column, NoTls, Row};
+
+mod decode;
+mod param;
+
+#[doc(hidden)]
+pub use decode::{Columns, Decoder, Probe, ViaNone, ViaPg};
+use param::{Param, bindable, params};
 
 use crate::{Error, Result};
 
@@ -551,110 +557,6 @@ impl Drop for Open {
     }
 }
 
-/// The statement's values, or `None` when one has no encoding here.
-fn params(stmt: &Statement) -> Option<Vec<Param>> {
-    let values = stmt.values.as_ref().map_or(&[][..], |v| v.0.as_slice());
-    values
-        .iter()
-        .all(encodable)
-        .then(|| values.iter().cloned().map(Param).collect())
-}
-
-/// Values [`Param`] encodes, the same way sqlx does for the same column. Every other variant
-/// (whichever sea-query features a build turns on) sends its statement to sqlx.
-fn encodable(value: &Value) -> bool {
-    matches!(
-        value,
-        Value::Bool(_)
-            | Value::SmallInt(_)
-            | Value::Int(_)
-            | Value::BigInt(_)
-            | Value::BigUnsigned(None)
-            | Value::Float(_)
-            | Value::Double(_)
-            | Value::String(_)
-            | Value::Bytes(_)
-            | Value::Json(_)
-            | Value::Uuid(_)
-            | Value::ChronoDate(_)
-            | Value::ChronoTime(_)
-            | Value::ChronoDateTime(_)
-            | Value::ChronoDateTimeUtc(_)
-            | Value::ChronoDateTimeWithTimeZone(_)
-    ) || matches!(value, Value::BigUnsigned(Some(v)) if i64::try_from(*v).is_ok())
-}
-
-/// One bound value of a pipelined statement.
-///
-/// Written here rather than taken from `sea-query-postgres`, whose exhaustive match over
-/// sea-query's `Value` stops compiling when a user's SeaORM features add variants to it.
-#[derive(Debug)]
-struct Param(Value);
-
-impl ToSql for Param {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> std::result::Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
-    {
-        match &self.0 {
-            Value::Bool(v) => v.to_sql(ty, out),
-            Value::SmallInt(v) => v.to_sql(ty, out),
-            Value::Int(v) => v.to_sql(ty, out),
-            Value::BigInt(v) => v.to_sql(ty, out),
-            // SeaORM's `LIMIT` and `OFFSET`; `encodable` let through only what fits.
-            Value::BigUnsigned(v) => v.map(i64::try_from).transpose()?.to_sql(ty, out),
-            Value::Float(v) => v.to_sql(ty, out),
-            Value::Double(v) => v.to_sql(ty, out),
-            Value::String(v) => v.to_sql(ty, out),
-            Value::Bytes(v) => v.to_sql(ty, out),
-            Value::Json(v) => v.as_deref().to_sql(ty, out),
-            Value::Uuid(v) => v.to_sql(ty, out),
-            Value::ChronoDate(v) => v.to_sql(ty, out),
-            Value::ChronoTime(v) => v.to_sql(ty, out),
-            Value::ChronoDateTime(v) => v.to_sql(ty, out),
-            Value::ChronoDateTimeUtc(v) => v.to_sql(ty, out),
-            Value::ChronoDateTimeWithTimeZone(v) => v.to_sql(ty, out),
-            other => Err(format!("no PostgreSQL encoding for {other:?} here").into()),
-        }
-    }
-
-    // Whether the value fits the parameter's type is decided per variant by `bindable`, before
-    // anything is sent.
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
-
-/// Whether every value's Rust type accepts the type PostgreSQL inferred for its parameter.
-fn bindable(params: &[Param], types: &[Type]) -> bool {
-    params.len() == types.len()
-        && params.iter().zip(types).all(|(p, ty)| match &p.0 {
-            Value::Bool(_) => <bool as ToSql>::accepts(ty),
-            Value::SmallInt(_) => <i16 as ToSql>::accepts(ty),
-            Value::Int(_) => <i32 as ToSql>::accepts(ty),
-            // SeaORM's `LIMIT` and `OFFSET`: sent as `i64`, as sqlx does.
-            Value::BigInt(_) | Value::BigUnsigned(_) => <i64 as ToSql>::accepts(ty),
-            Value::Float(_) => <f32 as ToSql>::accepts(ty),
-            Value::Double(_) => <f64 as ToSql>::accepts(ty),
-            Value::String(_) => <String as ToSql>::accepts(ty),
-            Value::Bytes(_) => <Vec<u8> as ToSql>::accepts(ty),
-            Value::Json(_) => <serde_json::Value as ToSql>::accepts(ty),
-            Value::Uuid(_) => <uuid::Uuid as ToSql>::accepts(ty),
-            Value::ChronoDate(_) => <chrono::NaiveDate as ToSql>::accepts(ty),
-            Value::ChronoTime(_) => <chrono::NaiveTime as ToSql>::accepts(ty),
-            Value::ChronoDateTime(_) => <chrono::NaiveDateTime as ToSql>::accepts(ty),
-            Value::ChronoDateTimeUtc(_) => <chrono::DateTime<chrono::Utc> as ToSql>::accepts(ty),
-            Value::ChronoDateTimeWithTimeZone(_) => {
-                <chrono::DateTime<chrono::FixedOffset> as ToSql>::accepts(ty)
-            }
-            _ => false,
-        })
-}
-
 #[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
 fn db_err(err: tokio_postgres::Error) -> Error {
     let message = match err.as_db_error() {
@@ -678,163 +580,4 @@ fn pool_err(err: deadpool_postgres::PoolError) -> Error {
     Error::Db(DbErr::Conn(RuntimeErr::Internal(format!(
         "pipeline pool: {err}"
     ))))
-}
-
-/// Decodes a model from a tokio-postgres row: the model's [`Columns`] and how to build it from
-/// them, as the derive's `pg_decoder!` gives them.
-#[doc(hidden)]
-pub struct Decoder<M> {
-    /// How many columns (fields not `#[sea_orm(ignore)]`) the model has.
-    columns: usize,
-    /// Whether each column's Rust type (in `Column` order) accepts a PostgreSQL type.
-    accepts: fn(usize, &Type) -> bool,
-    /// The model from a row, given where each column sits in it. Boxed: it erases the model's
-    /// column list, which is what lets tenant-core check the decoding once instead of the
-    /// derive writing it out per model.
-    decode: Box<DecodeFn<M>>,
-}
-
-/// Reads a model from a row, given where each column sits in it.
-type DecodeFn<M> =
-    dyn Fn(&Row, &[usize]) -> std::result::Result<M, tokio_postgres::Error> + Send + Sync;
-
-impl<M> Decoder<M> {
-    /// Where each of `columns` sits in the statement's result, when every one is there with a
-    /// type its field accepts.
-    fn plan(&self, result: &[Column], columns: &[&str]) -> Option<Vec<usize>> {
-        if columns.len() != self.columns {
-            return None;
-        }
-        columns
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let at = result.iter().position(|c| c.name() == *name)?;
-                (self.accepts)(i, result[at].type_()).then_some(at)
-            })
-            .collect()
-    }
-}
-
-impl<M> fmt::Debug for Decoder<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Decoder")
-            .field("columns", &self.columns)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A model's column types as a list `(A, (B, (C, ())))`, in `Column` order, each read by
-/// tokio-postgres. One generic impl for any length, so that a model's decoding is checked here
-/// once rather than per field in every derived entity.
-#[doc(hidden)]
-pub trait Columns: Sized + 'static {
-    /// How many columns.
-    const LEN: usize;
-
-    /// Whether column `i`'s type accepts the PostgreSQL type `ty`.
-    fn accepts(i: usize, ty: &Type) -> bool;
-
-    /// The columns, read from `row` at the positions `at` yields (one per column).
-    ///
-    /// # Errors
-    /// tokio-postgres's, when a value does not decode.
-    fn read(
-        row: &Row,
-        at: &mut std::slice::Iter<'_, usize>,
-    ) -> std::result::Result<Self, tokio_postgres::Error>;
-}
-
-impl Columns for () {
-    const LEN: usize = 0;
-
-    #[inline]
-    fn accepts(_: usize, _: &Type) -> bool {
-        false
-    }
-
-    #[inline]
-    fn read(
-        _: &Row,
-        _: &mut std::slice::Iter<'_, usize>,
-    ) -> std::result::Result<Self, tokio_postgres::Error> {
-        Ok(())
-    }
-}
-
-impl<H: FromSqlOwned + 'static, T: Columns> Columns for (H, T) {
-    const LEN: usize = T::LEN + 1;
-
-    #[inline]
-    fn accepts(i: usize, ty: &Type) -> bool {
-        match i.checked_sub(1) {
-            None => H::accepts(ty),
-            Some(rest) => T::accepts(rest, ty),
-        }
-    }
-
-    #[inline]
-    fn read(
-        row: &Row,
-        at: &mut std::slice::Iter<'_, usize>,
-    ) -> std::result::Result<Self, tokio_postgres::Error> {
-        let head = row.try_get(*at.next().expect("one position per column"))?;
-        Ok((head, T::read(row, at)?))
-    }
-}
-
-/// Picks, for a model's column list `L`, tokio-postgres's decoding when every column type has
-/// one ([`ViaPg`], an impl on `&Probe<L>`) and none otherwise ([`ViaNone`], on `Probe<L>`):
-/// method lookup on `(&&Probe::<L>::NEW)` tries the reference first.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Probe<L>(PhantomData<L>);
-
-impl<L> Probe<L> {
-    #[doc(hidden)]
-    pub const NEW: Self = Self(PhantomData);
-}
-
-#[doc(hidden)]
-pub trait ViaPg<L> {
-    /// The decoder of a model that `build` makes from its columns.
-    fn pg_decoder<M: 'static>(&self, build: fn(L) -> M) -> Option<Decoder<M>>;
-}
-
-impl<L: Columns> ViaPg<L> for &Probe<L> {
-    #[inline]
-    fn pg_decoder<M: 'static>(&self, build: fn(L) -> M) -> Option<Decoder<M>> {
-        Some(Decoder {
-            columns: L::LEN,
-            accepts: L::accepts,
-            decode: Box::new(move |row, at| L::read(row, &mut at.iter()).map(build)),
-        })
-    }
-}
-
-#[doc(hidden)]
-pub trait ViaNone<L> {
-    /// No decoder: a column type has no tokio-postgres decoding.
-    #[inline]
-    fn pg_decoder<M: 'static>(&self, _: fn(L) -> M) -> Option<Decoder<M>> {
-        None
-    }
-}
-
-impl<L> ViaNone<L> for Probe<L> {}
-
-/// The `Tenancy::__pg_decoder` of a `Model`, as `#[derive(TenantScoped)]` writes it:
-/// `pg_decoder!(Model, (A, (B, ())), |(a, (b, ()))| Model { a, b, .. })`, the column types
-/// in `Column` order and how to build the model from them.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __pg_decoder {
-    ($model:ty, $columns:ty, $build:expr) => {
-        #[inline]
-        fn __pg_decoder() -> ::core::option::Option<$crate::pipeline::Decoder<$model>> {
-            #[allow(unused_imports)]
-            use $crate::pipeline::{Probe, ViaNone as _, ViaPg as _};
-            (&&Probe::<$columns>::NEW).pg_decoder($build)
-        }
-    };
 }

@@ -19,9 +19,10 @@ use std::task::{Context, Poll};
 
 use sea_orm::{ActiveModelBehavior, ActiveModelTrait, EntityTrait, IntoActiveModel};
 
-use crate::db::TenantConnection;
+use super::write;
+use crate::Result;
 use crate::entity::TenantScoped;
-use crate::{Result, write};
+use crate::exec::TenantConnection;
 
 type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;

@@ -192,8 +192,9 @@ mod tests {
 
     use super::*;
     use crate::context::Access;
-    use crate::select::{Plan, count_statement, get_statement};
-    use crate::write::{delete_by_id_statement, insert_sql, update_sql};
+    use crate::query::read::{count_statement, get_statement};
+    use crate::query::write::{delete_by_id_statement, insert_sql, update_sql};
+    use crate::scope::Plan;
     use crate::{TenantId, TenantScoped};
 
     #[allow(

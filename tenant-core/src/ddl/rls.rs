@@ -11,7 +11,8 @@ use std::fmt;
 
 use sea_orm::IdenStatic;
 
-use crate::{Error, Result, Tenancy, TenantId};
+use super::ident::{is_plain_ident, quote_ident};
+use crate::{Error, Result, Tenancy};
 
 /// The RLS settings of a [`TenantDb`](crate::TenantDb): which setting the policies read.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,16 +86,9 @@ impl Rls {
         Ok(self)
     }
 
-    /// The statement that opens a unit of work for `tenant`.
-    pub(crate) fn begin_sql(&self, tenant: Option<TenantId>) -> String {
-        // `search_path` is pinned with `pg_temp` last, so that no temporary table or session
-        // `SET search_path` left on a pooled connection can stand in for a tenant table.
-        let path = format!("SET LOCAL search_path = {}, pg_temp", self.search_path);
-        match tenant {
-            // `TenantId` displays as a hyphenated UUID: hex digits and dashes only.
-            Some(tenant) => format!("BEGIN; SET LOCAL {} = '{tenant}'; {path}", self.setting),
-            None => format!("BEGIN; {path}"),
-        }
+    /// The schemas, as `SET LOCAL search_path` takes them (without `pg_temp`).
+    pub(crate) fn search_path(&self) -> &str {
+        &self.search_path
     }
 
     /// The same settings with policies in `form` (for Citus: [`PolicyForm::Plain`]).
@@ -176,21 +170,6 @@ impl Rls {
     }
 }
 
-/// A lowercase SQL identifier that needs no quoting, the only form written into SQL unquoted.
-fn is_plain_ident(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && s.len() <= 63
-}
-
-/// `name` as a quoted SQL identifier.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 impl Default for Rls {
     fn default() -> Self {
         Self {
@@ -229,23 +208,6 @@ mod tests {
         ] {
             assert!(Rls::new(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_binding_is_one_message_with_begin_and_pins_the_search_path() {
-        let id = TenantId::from(uuid::Uuid::from_u128(1));
-        assert_eq!(
-            Rls::default().begin_sql(Some(id)),
-            "BEGIN; SET LOCAL app.tenant_id = '00000000-0000-0000-0000-000000000001'; \
-             SET LOCAL search_path = public, pg_temp"
-        );
-        assert_eq!(
-            Rls::default()
-                .with_search_path(&["app", "public"])
-                .unwrap()
-                .begin_sql(None),
-            "BEGIN; SET LOCAL search_path = app, public, pg_temp"
-        );
     }
 
     #[test]

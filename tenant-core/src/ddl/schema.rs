@@ -8,70 +8,14 @@ use sea_orm::sea_query::{
     Alias, ForeignKey, ForeignKeyCreateStatement, Index, IndexCreateStatement, TableCreateStatement,
 };
 use sea_orm::{
-    ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, PrimaryKeyToColumn,
-    RelationTrait, Schema, Statement,
+    ConnectionTrait, DbBackend, IdenStatic, Iterable, PrimaryKeyToColumn, RelationTrait, Schema,
+    Statement,
 };
 
+use super::ident::quote_ident;
+use super::rls::Rls;
 use crate::Result;
 use crate::entity::Tenancy;
-use crate::rls::{Rls, quote_ident};
-
-/// The keys an entity's `#[tenant(..)]` attribute declares, in declaration order.
-pub struct TableSpec<E: EntityTrait> {
-    indexes: Vec<Vec<E::Column>>,
-    uniques: Vec<Vec<E::Column>>,
-}
-
-impl<E: EntityTrait> TableSpec<E> {
-    /// No extra keys.
-    #[doc(hidden)]
-    pub fn new() -> Self {
-        Self {
-            indexes: Vec::new(),
-            uniques: Vec::new(),
-        }
-    }
-
-    /// A composite index `(tenant column, columns..)`.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn index(mut self, columns: &[E::Column]) -> Self {
-        self.indexes.push(columns.to_vec());
-        self
-    }
-
-    /// A per-tenant unique `(tenant column, columns..)`.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn unique(mut self, columns: &[E::Column]) -> Self {
-        self.uniques.push(columns.to_vec());
-        self
-    }
-
-    /// The declared composite indexes, without the leading tenant column.
-    pub fn indexes(&self) -> &[Vec<E::Column>] {
-        &self.indexes
-    }
-
-    /// The declared per-tenant uniques, without the leading tenant column.
-    pub fn uniques(&self) -> &[Vec<E::Column>] {
-        &self.uniques
-    }
-}
-
-impl<E: EntityTrait> fmt::Debug for TableSpec<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = |keys: &[Vec<E::Column>]| -> Vec<Vec<String>> {
-            keys.iter()
-                .map(|k| k.iter().map(|c| c.as_str().to_owned()).collect())
-                .collect()
-        };
-        f.debug_struct("TableSpec")
-            .field("indexes", &names(&self.indexes))
-            .field("uniques", &names(&self.uniques))
-            .finish()
-    }
-}
 
 /// The statements that create one entity's table and keys, in the order to run them.
 #[derive(Debug)]

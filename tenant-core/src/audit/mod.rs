@@ -257,8 +257,8 @@ mod pg {
 
     use super::{Finding, FindingKind as Kind};
     use crate::Result;
-    use crate::rls::{Rls, quote_ident};
-    use crate::schema::{ExpectedIndex, ExpectedPolicy, ExpectedTable};
+    use crate::ddl::{ExpectedIndex, ExpectedPolicy, ExpectedTable};
+    use crate::ddl::{Rls, quote_ident};
 
     #[expect(
         clippy::disallowed_methods,

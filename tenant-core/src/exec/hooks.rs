@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statem
 
 use crate::Error;
 use crate::context::Access;
-use crate::db::{self, TenantConnection, Unit};
+use crate::exec::{self, TenantConnection, Unit};
 
 /// Opens the write's unit of work (the tenant-bound transaction, in RLS mode) on first use and
 /// runs everything on it: a hook before the write gets the unit the write would have had
@@ -36,7 +36,7 @@ impl<'c, C: TenantConnection + ?Sized> Lazy<'c, C> {
 
     async fn unit(&self) -> Result<&Unit<'c>, DbErr> {
         self.unit
-            .get_or_try_init(|| db::unit(self.conn, self.access.as_ref()))
+            .get_or_try_init(|| exec::unit(self.conn, self.access.as_ref()))
             .await
             .map_err(|err| match err {
                 Error::Db(err) => err,

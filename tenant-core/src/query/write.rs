@@ -1,92 +1,28 @@
 //! Writes: every insert is stamped with the tenant in scope, every update and delete is limited
 //! to it, and no write can move a row to another tenant.
 
-use sea_orm::sea_query::{Expr, OnConflict, Query, ReturningClause};
 use sea_orm::sea_query::{FromValueTuple as _, IntoValueTuple as _};
+use sea_orm::sea_query::{OnConflict, Query, ReturningClause};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DbBackend,
-    DbErr, DeleteMany, EntityTrait, FromQueryResult, IdenStatic, IntoActiveModel, Iterable,
-    PrimaryKeyToColumn, PrimaryKeyTrait, QueryTrait, UpdateMany, Value,
+    DbErr, EntityTrait, FromQueryResult, IdenStatic, IntoActiveModel, Iterable, PrimaryKeyToColumn,
+    PrimaryKeyTrait, QueryTrait, Value,
 };
 
-use crate::context::{Access, audit_system};
-use crate::db::TenantConnection;
+use super::template::{self, Shape};
 use crate::entity::{TenantScoped, table_name};
-use crate::select::{Plan, Scoped, in_unit};
-use crate::template::{self, Shape};
-use crate::{Error, Result, TenantId};
+use crate::exec::TenantConnection;
+use crate::exec::in_unit;
+use crate::scope::{Plan, hold_tenant, stamp};
+use crate::{Error, Result};
 
-type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
-type KeyOf<A> =
+pub(crate) type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
+pub(crate) type KeyOf<A> =
     <<<A as ActiveModelTrait>::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType;
-
-/// Sets the tenant column of an insert to the tenant in scope. A row that already names another
-/// tenant is refused, never silently rewritten.
-fn stamp<A>(am: &mut A, access: &Access) -> Result<()>
-where
-    A: ActiveModelTrait,
-    A::Entity: TenantScoped,
-{
-    let column = <A::Entity as TenantScoped>::TENANT_COLUMN;
-    let entity = table_name::<A::Entity>();
-    let given = match am.get(column) {
-        ActiveValue::Set(v) | ActiveValue::Unchanged(v) => Some(v),
-        ActiveValue::NotSet => None,
-    };
-    match access {
-        Access::Tenant(id) => {
-            let want = id.to_value();
-            match given {
-                Some(v) if v != want => Err(Error::CrossTenant {
-                    entity,
-                    scope: *id,
-                    found: match v {
-                        Value::Uuid(Some(found)) => Some(TenantId::from(found)),
-                        _ => None,
-                    },
-                }),
-                _ => {
-                    am.set(column, want);
-                    Ok(())
-                }
-            }
-        }
-        Access::System(reason) => match given {
-            Some(v) if v != Value::Uuid(None) => {
-                audit_system(reason, "insert", entity);
-                am.set(column, v);
-                Ok(())
-            }
-            _ => Err(Error::MissingTenant { entity }),
-        },
-    }
-}
-
-/// Refuses an update that would change the tenant column, and keeps the column out of the `SET`
-/// list: the tenant of a row is fixed at insert.
-fn freeze_tenant<A>(am: &mut A, access: &Access) -> Result<()>
-where
-    A: ActiveModelTrait,
-    A::Entity: TenantScoped,
-{
-    let column = <A::Entity as TenantScoped>::TENANT_COLUMN;
-    if let (ActiveValue::Set(v), Access::Tenant(id)) = (am.get(column), access)
-        && v != id.to_value()
-    {
-        return Err(Error::TenantChange {
-            entity: table_name::<A::Entity>(),
-        });
-    }
-    if let ActiveValue::Set(_) = am.get(column) {
-        // Never in the `SET` list: the returned row still carries it, read back from the table.
-        am.not_set(column);
-    }
-    Ok(())
-}
 
 /// A write's database error, with a refused reference to a parent (of another tenant, or
 /// missing) reported as such.
-fn write_error<E: EntityTrait>(err: DbErr) -> Error {
+pub(super) fn write_error<E: EntityTrait>(err: DbErr) -> Error {
     if matches!(
         err.sql_err(),
         Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
@@ -133,7 +69,7 @@ where
 {
     let access = plan.access().cloned().ok_or(Error::NoTenant)?;
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::db::route(conn, plan.access())
+    if let Some(route) = crate::exec::route(conn, plan.access())
         && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
     {
         // Boxed: keeps the pipelined path's state out of every write's future.
@@ -149,20 +85,6 @@ where
         let model = save_statement(exec, plan_ref, am, insert).await?;
         Ok::<_, Error>(A::after_save(model, exec, insert).await?)
     })
-}
-
-/// Stamps an insert with the tenant, or freezes it in an update. After the `before_save` hook,
-/// so that a hook cannot move the row to another tenant.
-fn hold_tenant<A>(am: &mut A, access: &Access, insert: bool) -> Result<()>
-where
-    A: ActiveModelTrait,
-    A::Entity: TenantScoped,
-{
-    if insert {
-        stamp(am, access)
-    } else {
-        freeze_tenant(am, access)
-    }
 }
 
 /// Runs the insert or update of `am` (tenant held) on `exec` and returns the row as stored.
@@ -408,7 +330,7 @@ where
 {
     let plan = Plan::of::<A::Entity, C>(conn, "delete")?;
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::db::route(conn, plan.access()) {
+    if let Some(route) = crate::exec::route(conn, plan.access()) {
         return Box::pin(piped::delete(conn, &plan, &route, am)).await;
     }
     let plan_ref = &plan;
@@ -461,7 +383,7 @@ where
     // Kept once built (see `template`): the key's values, then the tenant's.
     let statement = |backend| delete_by_id_statement::<E>(&plan, &key, backend);
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::db::route(conn, plan.access()) {
+    if let Some(route) = crate::exec::route(conn, plan.access()) {
         // No hooks: the delete and, in RLS mode, its transaction go out in one round trip.
         let sql = statement(DbBackend::Postgres);
         if let Some(rows) = Box::pin(route.write_count(&sql)).await? {
@@ -572,157 +494,6 @@ where
     })
 }
 
-impl<E: TenantScoped> Scoped<UpdateMany<E>> {
-    /// Sets `column` to `expr` on every matching row of the current tenant.
-    ///
-    /// The tenant column cannot be set: [`exec`](Self::exec) then fails with
-    /// [`Error::TenantChange`].
-    pub fn col_expr<T: sea_orm::sea_query::IntoIden>(self, column: T, expr: Expr) -> Self {
-        self.map(|q| q.col_expr(column, expr))
-    }
-
-    /// Sets the `Set` columns of `am` on every matching row of the current tenant.
-    ///
-    /// The tenant column cannot be set: [`exec`](Self::exec) then fails with
-    /// [`Error::TenantChange`].
-    pub fn set<A: ActiveModelTrait<Entity = E>>(self, am: A) -> Self {
-        self.map(|q| q.set(am))
-    }
-
-    /// Updates every matching row of the current tenant; returns how many rows changed.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::TenantChange`] when the statement's `SET` list names the tenant column, however
-    /// it got there (`col_expr`, `set`, or the statement from `QueryFilter::query()`).
-    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<u64> {
-        // The statement itself is checked, not the builder calls: `query()` reaches it directly.
-        let tenant_column = <E as TenantScoped>::TENANT_COLUMN.as_str();
-        if QueryTrait::as_query(self.as_query())
-            .get_values()
-            .iter()
-            .any(|(column, _)| column.to_string() == tenant_column)
-        {
-            return Err(Error::TenantChange {
-                entity: table_name::<E>(),
-            });
-        }
-        let plan = Plan::of::<E, C>(conn, "update_many")?;
-        let query = plan.apply(self.into_inner());
-        let result = in_unit!(plan, conn, |exec| async move {
-            query.exec(exec).await.map_err(write_error::<E>)
-        })?;
-        Ok(result.rows_affected)
-    }
-}
-
-impl<E: TenantScoped> Scoped<DeleteMany<E>> {
-    /// Deletes every matching row of the current tenant; returns how many rows went.
-    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<u64> {
-        let plan = Plan::of::<E, C>(conn, "delete_many")?;
-        let query = plan.apply(self.into_inner());
-        Ok(in_unit!(plan, conn, |exec| query.exec(exec))?.rows_affected)
-    }
-}
-
-/// `Entity::insert(am)` on a tenant-scoped entity: run it with [`exec`](Self::exec).
-#[must_use = "an insert does nothing until `.exec(&db)`"]
-#[derive(Debug)]
-pub struct Insert<A> {
-    am: A,
-}
-
-impl<A> Insert<A>
-where
-    A: ActiveModelTrait + ActiveModelBehavior + Send,
-    A::Entity: TenantScoped,
-    ModelOf<A>: IntoActiveModel<A>,
-{
-    #[doc(hidden)]
-    pub fn new(am: A) -> Self {
-        Self { am }
-    }
-
-    /// Inserts the row, stamped with the tenant in scope, and returns it as stored.
-    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<ModelOf<A>> {
-        insert(conn, self.am).await
-    }
-}
-
-/// `Entity::insert_many(models)` on a tenant-scoped entity.
-#[must_use = "an insert does nothing until `.exec(&db)`"]
-#[derive(Debug)]
-pub struct InsertMany<A> {
-    models: Vec<A>,
-}
-
-impl<A> InsertMany<A>
-where
-    A: ActiveModelTrait + Send,
-    A::Entity: TenantScoped,
-    ModelOf<A>: IntoActiveModel<A>,
-{
-    #[doc(hidden)]
-    pub fn new(models: impl IntoIterator<Item = A>) -> Self {
-        Self {
-            models: models.into_iter().collect(),
-        }
-    }
-
-    /// Inserts every row, each stamped; returns them as stored.
-    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<Vec<ModelOf<A>>> {
-        insert_many(conn, self.models).await
-    }
-}
-
-/// `Entity::update(am)` on a tenant-scoped entity.
-#[must_use = "an update does nothing until `.exec(&db)`"]
-#[derive(Debug)]
-pub struct Update<A> {
-    am: A,
-}
-
-impl<A> Update<A>
-where
-    A: ActiveModelTrait + ActiveModelBehavior + Send,
-    A::Entity: TenantScoped,
-    ModelOf<A>: IntoActiveModel<A>,
-{
-    #[doc(hidden)]
-    pub fn new(am: A) -> Self {
-        Self { am }
-    }
-
-    /// Updates the row within the tenant in scope; [`Error::NotFound`] for any other tenant's.
-    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<ModelOf<A>> {
-        update(conn, self.am).await
-    }
-}
-
-/// `Entity::delete_by_id(id)` on a tenant-scoped entity.
-#[must_use = "a delete does nothing until `.exec(&db)`"]
-pub struct DeleteById<E: EntityTrait> {
-    id: <E::PrimaryKey as PrimaryKeyTrait>::ValueType,
-}
-
-impl<E: EntityTrait> std::fmt::Debug for DeleteById<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeleteById").finish_non_exhaustive()
-    }
-}
-
-impl<E: TenantScoped> DeleteById<E> {
-    #[doc(hidden)]
-    pub fn new(id: impl Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>) -> Self {
-        Self { id: id.into() }
-    }
-
-    /// Deletes the row in the tenant in scope; [`Error::NotFound`] for any other tenant's.
-    pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<()> {
-        delete_by_id::<E, C, _>(conn, self.id).await
-    }
-}
-
 /// Writes on the pipelined executor. The statements are SeaORM's, built for PostgreSQL; the
 /// hooks keep their semantics:
 ///
@@ -751,11 +522,12 @@ mod piped {
         saved_nothing, update_sql,
     };
     use crate::context::Access;
-    use crate::db::TenantConnection;
     use crate::entity::TenantScoped;
-    use crate::hooks::{Lazy, Refuse};
+    use crate::exec::TenantConnection;
+    use crate::exec::hooks::{Lazy, Refuse};
+    use crate::exec::in_unit;
     use crate::pipeline::{Decoder, Route};
-    use crate::select::{Plan, in_unit};
+    use crate::scope::Plan;
     use crate::{Error, Result};
 
     /// The insert or update of `am` (tenant held) returning every column; `None` where

@@ -1,0 +1,401 @@
+//! [`TenantDb`] and [`TenantTxn`]: the handles scoped operations run on, and the escape hatch.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTrait};
+
+#[cfg(feature = "postgres")]
+use super::pg::{PgTxn, PgUnit};
+use super::placement::Placement;
+use super::unit::{Exec, Unit, UnitKind};
+use super::{TenantConnection, private};
+use crate::context::{self, Access};
+use crate::ddl::Rls;
+use crate::{Error, Result};
+
+/// A database handle that runs only tenant-scoped statements.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = tenant_core::TenantDb::new(sea_orm::Database::connect("sqlite::memory:").await?);
+/// assert_eq!(db.backend(), sea_orm::DbBackend::Sqlite);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TenantDb {
+    pub(super) conn: DatabaseConnection,
+    pub(super) rls: Option<Arc<Rls>>,
+    /// A connection whose role bypasses RLS, for system scopes in RLS mode.
+    pub(super) system: Option<DatabaseConnection>,
+    /// The escape hatch's own pool, when [`TenantDb::connect`] opened one: raw SQL then never
+    /// runs on a connection that scoped units use.
+    hatch: Option<DatabaseConnection>,
+    /// The pipelined executor for the reads it can take.
+    #[cfg(feature = "pipeline")]
+    pub(super) pipeline: Option<crate::Pipeline>,
+}
+
+impl TenantDb {
+    /// Wraps a SeaORM connection (pool). Scoping is enforced by this crate's queries (the
+    /// app-level filter); see [`with_rls`](Self::with_rls) for the database layer.
+    pub fn new(conn: DatabaseConnection) -> Self {
+        Self {
+            conn,
+            rls: None,
+            system: None,
+            hatch: None,
+            #[cfg(feature = "pipeline")]
+            pipeline: None,
+        }
+    }
+
+    /// Wraps a PostgreSQL connection in RLS mode: every scoped unit of work runs in a
+    /// transaction that binds the tenant with `SET LOCAL` first, so the tables' policies
+    /// refuse what the app-level filter would have missed. The app-level predicate stays too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NeedsPostgres`] when the connection is not PostgreSQL.
+    pub fn with_rls(conn: DatabaseConnection, rls: Rls) -> Result<Self> {
+        if conn.get_database_backend() != DbBackend::Postgres || !cfg!(feature = "postgres") {
+            return Err(Error::NeedsPostgres {
+                feature: "RLS mode",
+                backend: conn.get_database_backend(),
+            });
+        }
+        Ok(Self {
+            conn,
+            rls: Some(Arc::new(rls)),
+            system: None,
+            hatch: None,
+            #[cfg(feature = "pipeline")]
+            pipeline: None,
+        })
+    }
+
+    /// [`with_rls`](Self::with_rls) that refuses to start unless the start-up
+    /// [`audit`](crate::audit()) of `schema` on this connection is clean: the role cannot bypass
+    /// the policies, every tenant table is under the declared policy, and the declared keys exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Audit`] listing every finding with its fix; [`Error::RlsMismatch`] when `schema`
+    /// declares no RLS or other settings than `rls`; [`Error::NeedsPostgres`] when the connection
+    /// is not PostgreSQL; or the database's error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(tables: Vec<tenant_core::Table>) -> tenant_core::Result<()> {
+    /// # let conn: sea_orm::DatabaseConnection = unimplemented!();
+    /// let rls = tenant_core::Rls::default();
+    /// let schema = tenant_core::TenantSchema::new().tables(tables).rls(rls.clone());
+    /// let db = tenant_core::TenantDb::with_rls_checked(conn, rls, &schema).await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn with_rls_checked(
+        conn: DatabaseConnection,
+        rls: Rls,
+        schema: &crate::TenantSchema,
+    ) -> Result<Self> {
+        if schema.rls_settings() != Some(&rls) {
+            return Err(Error::RlsMismatch {
+                schema: schema.rls_settings().cloned(),
+                handle: rls,
+            });
+        }
+        let db = Self::with_rls(conn, rls)?;
+        crate::audit(&db.conn, schema).await?.into_result()?;
+        Ok(db)
+    }
+
+    /// The connection system scopes use in RLS mode: its role must bypass RLS (or own the
+    /// tables without `FORCE`), since the application role sees no rows without a tenant.
+    #[must_use]
+    pub fn with_system_connection(mut self, conn: DatabaseConnection) -> Self {
+        self.system = Some(conn);
+        self
+    }
+
+    /// Runs the reads that return whole models or a count (`all`, `one`, `exists`,
+    /// `find_by_id`, `count`, paginator pages) and the single-row writes (insert, update, delete
+    /// by key) on `pipeline`, which sends the tenant binding, the statement and the `COMMIT` of
+    /// an RLS-mode statement together: one round trip instead of three.
+    ///
+    /// The same tenant predicate and, in RLS mode, the same `BEGIN; SET LOCAL ..` are sent; only
+    /// the driver differs. Transactions, system scopes, many-row writes and models with a field
+    /// type tokio-postgres cannot decode stay on the SeaORM connection; so does a write whose
+    /// SeaORM hooks use the database. See [`pipeline`](crate::pipeline).
+    ///
+    /// Connect the pipeline as the same role as this handle's connection. In RLS mode its reads
+    /// and writes fail with [`Error::BypassingRole`] when that role is a superuser or has `BYPASSRLS`
+    /// (checked once, on the first statement).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NeedsPostgres`] when this handle is not on PostgreSQL.
+    #[cfg(feature = "pipeline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+    pub fn with_pipeline(mut self, pipeline: crate::Pipeline) -> Result<Self> {
+        if self.backend() != DbBackend::Postgres {
+            return Err(Error::NeedsPostgres {
+                feature: "the pipelined executor",
+                backend: self.backend(),
+            });
+        }
+        self.pipeline = Some(pipeline);
+        Ok(self)
+    }
+
+    /// The pool, for this crate's own catalog queries (no audit log line, unlike `unscoped`).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn raw(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// The RLS settings, when in RLS mode.
+    pub fn rls(&self) -> Option<&Rls> {
+        self.rls.as_deref()
+    }
+
+    /// The database backend.
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Begins a transaction bound to the tenant in scope.
+    ///
+    /// Every scoped API accepts the returned [`TenantTxn`] in place of the [`TenantDb`]. Using it
+    /// inside another tenant's scope fails with [`Error::ScopeMismatch`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoTenant`] outside a scope, or the database's error.
+    pub async fn begin(&self) -> Result<TenantTxn> {
+        let access = context::access()?;
+        let txn = match self.unit(Some(&access)).await?.kind {
+            UnitKind::Shared(Exec::Db(conn)) => TxnKind::Orm(conn.begin().await?),
+            // On PostgreSQL the unit's connection is held by this crate, so that a `TenantTxn`
+            // dropped while its `BEGIN` is in flight never goes back to the pool inside a
+            // transaction. In RLS mode the unit has begun already, with the tenant bound.
+            #[cfg(feature = "postgres")]
+            UnitKind::Bound(mut txn) => {
+                txn.get_mut().begin_if_idle().await?;
+                TxnKind::Pg(txn)
+            }
+            UnitKind::Shared(_) => unreachable!("a `TenantDb` unit runs on its own pool"),
+        };
+        Ok(TenantTxn { txn, access })
+    }
+
+    /// A unit of work acting for `access` (`None`: no tenant needed, such as a global table).
+    #[cfg_attr(
+        not(feature = "postgres"),
+        expect(clippy::unused_async, reason = "awaits only on the PostgreSQL path")
+    )]
+    async fn unit(&self, access: Option<&Access>) -> Result<Unit<'_>> {
+        let Placement { pool, binding } = self.place(access)?;
+        let conn = pool.connection();
+        // On PostgreSQL the unit holds its connection: see `PgUnit`.
+        #[cfg(feature = "postgres")]
+        if conn.get_database_backend() == DbBackend::Postgres {
+            let pool = conn.get_postgres_connection_pool();
+            // Boxed: the acquire-and-begin future is large, and an unboxed one would make
+            // every operation's future that large.
+            let txn = match binding {
+                Some(begin) => Box::pin(PgUnit::begin(pool, begin)).await?,
+                None => Box::pin(PgUnit::acquire(pool)).await?,
+            };
+            return Ok(Unit {
+                kind: UnitKind::Bound(tokio::sync::Mutex::new(txn)),
+            });
+        }
+        debug_assert!(binding.is_none(), "`with_rls` refuses without PostgreSQL");
+        Ok(Unit::shared(Exec::Db(conn)))
+    }
+
+    /// The raw connection, past every tenant check. This is the escape hatch.
+    ///
+    /// The [`AssertUnscoped`] names the reason, and every call logs it to the `tenant::audit`
+    /// tracing target.
+    ///
+    /// On PostgreSQL, a handle from [`TenantDb::connect`] or [`TenantDb::builder`] gives the
+    /// escape hatch a pool of its own (same URL and options, no idle connections, opened on
+    /// first use): session state that raw SQL leaves behind (a temporary table, a session
+    /// `search_path`, an open transaction) never reaches a connection that scoped units use. A
+    /// handle wrapped around a connection of the caller's ([`TenantDb::new`],
+    /// [`TenantDb::with_rls`]) returns that connection.
+    pub fn unscoped(&self, assert: &AssertUnscoped) -> &DatabaseConnection {
+        tracing::warn!(
+            target: "tenant::audit",
+            reason = assert.reason,
+            tenant.id = ?context::current().ok(),
+            "unscoped database access"
+        );
+        self.hatch.as_ref().unwrap_or(&self.conn)
+    }
+
+    /// Gives the escape hatch `conn`, a pool of its own to the same database.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn with_escape_hatch(mut self, conn: DatabaseConnection) -> Self {
+        self.hatch = Some(conn);
+        self
+    }
+
+    /// The underlying pool, to close it.
+    ///
+    /// # Errors
+    ///
+    /// The driver's error on close.
+    pub async fn close(self) -> Result<()> {
+        if let Some(hatch) = self.hatch {
+            hatch.close().await?;
+        }
+        self.conn.close().await.map_err(Error::from)
+    }
+}
+
+impl fmt::Debug for TenantDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantDb")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction begun with [`TenantDb::begin`], bound to one tenant.
+///
+/// Dropped without [`commit`](Self::commit), it rolls back.
+pub struct TenantTxn {
+    txn: TxnKind,
+    access: Access,
+}
+
+enum TxnKind {
+    Orm(DatabaseTransaction),
+    #[cfg(feature = "postgres")]
+    Pg(PgTxn),
+}
+
+impl TenantTxn {
+    /// Commits the transaction.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn commit(self) -> Result<()> {
+        match self.txn {
+            TxnKind::Orm(txn) => txn.commit().await.map_err(Error::from),
+            #[cfg(feature = "postgres")]
+            TxnKind::Pg(txn) => txn.into_inner().commit().await,
+        }
+    }
+
+    /// Rolls the transaction back.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn rollback(self) -> Result<()> {
+        match self.txn {
+            TxnKind::Orm(txn) => txn.rollback().await.map_err(Error::from),
+            #[cfg(feature = "postgres")]
+            TxnKind::Pg(txn) => txn.into_inner().rollback().await,
+        }
+    }
+}
+
+impl fmt::Debug for TenantTxn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantTxn")
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The typed speed bump in front of [`TenantDb::unscoped`].
+///
+/// Greppable (`rg AssertUnscoped`), and it needs a reason written in the code.
+#[derive(Debug)]
+pub struct AssertUnscoped {
+    reason: &'static str,
+}
+
+impl AssertUnscoped {
+    /// Asserts that what follows must run without the tenant filter, for `reason`.
+    ///
+    /// # Panics
+    ///
+    /// When `reason` is empty or only whitespace.
+    pub fn new(reason: &'static str) -> Self {
+        assert!(
+            !reason.trim().is_empty(),
+            "`AssertUnscoped::new` needs a reason; say why this access must skip the tenant filter"
+        );
+        Self { reason }
+    }
+}
+
+impl TenantConnection for TenantDb {
+    fn __unit(
+        &self,
+        _: private::Token,
+        access: Option<&Access>,
+    ) -> impl Future<Output = Result<Unit<'_>>> + Send {
+        self.unit(access)
+    }
+
+    fn __access(&self, _: private::Token) -> Result<Access> {
+        context::access()
+    }
+
+    #[cfg(feature = "pipeline")]
+    fn __route(
+        &self,
+        _: private::Token,
+        access: Option<&Access>,
+    ) -> Option<crate::pipeline::Route<'_>> {
+        self.route(access)
+    }
+}
+
+impl TenantConnection for TenantTxn {
+    fn __unit(
+        &self,
+        _: private::Token,
+        _: Option<&Access>,
+    ) -> impl Future<Output = Result<Unit<'_>>> + Send {
+        let exec = match &self.txn {
+            TxnKind::Orm(txn) => Exec::Txn(txn),
+            #[cfg(feature = "postgres")]
+            TxnKind::Pg(txn) => Exec::Pg(txn),
+        };
+        std::future::ready(Ok(Unit::shared(exec)))
+    }
+
+    fn __access(&self, _: private::Token) -> Result<Access> {
+        let now = context::access()?;
+        match (&self.access, &now) {
+            (Access::Tenant(bound), Access::Tenant(scope)) if bound == scope => Ok(now),
+            (Access::System(_), Access::System(_)) => Ok(now),
+            (bound, scope) => Err(Error::ScopeMismatch {
+                bound: describe(bound),
+                scope: describe(scope),
+            }),
+        }
+    }
+}
+
+fn describe(access: &Access) -> Option<crate::TenantId> {
+    match access {
+        Access::Tenant(id) => Some(*id),
+        Access::System(_) => None,
+    }
+}

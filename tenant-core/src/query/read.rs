@@ -1,0 +1,248 @@
+//! Reads: a [`Scoped`] select run with the tenant predicate added at execution, on sqlx or the
+//! pipeline. Joined tenant-scoped entities get their predicate in the join's `ON` clause, which
+//! keeps `LEFT JOIN` semantics.
+
+use sea_orm::sea_query::{Expr, FromValueTuple, IntoValueTuple, SelectStatement};
+use sea_orm::{
+    ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait, QuerySelect,
+    QueryTrait, Related, Select, Value,
+};
+
+use super::scoped::{KeyOf, Scoped};
+use super::template::{self, Shape};
+use crate::Result;
+use crate::entity::Tenancy;
+use crate::exec::TenantConnection;
+use crate::exec::in_unit;
+use crate::scope::Plan;
+
+/// Pages through a scoped select: [`Scoped::paginate`]. Every call re-reads the tenant in scope.
+#[derive(Debug)]
+pub struct Paginator<'db, C, E: sea_orm::EntityTrait> {
+    pub(super) query: Scoped<Select<E>>,
+    pub(super) conn: &'db C,
+    pub(super) page_size: u64,
+}
+
+impl<C: TenantConnection, E: Tenancy> Paginator<'_, C, E> {
+    fn prepared(&self) -> Result<(Select<E>, Plan)> {
+        self.query.clone().prepare(self.conn, "paginate")
+    }
+
+    /// The rows of page `page` (zero-based).
+    pub async fn fetch_page(&self, page: u64) -> Result<Vec<E::Model>> {
+        let (select, plan) = self.prepared()?;
+        #[cfg(feature = "pipeline")]
+        {
+            // SeaORM's paginator pages with the same `LIMIT`/`OFFSET`.
+            let page_select = select
+                .clone()
+                .limit(self.page_size)
+                .offset(self.page_size * page);
+            if let Some(models) = piped::models(self.conn, &plan, &page_select).await? {
+                return Ok(models);
+            }
+        }
+        in_unit!(plan, self.conn, |exec| select
+            .paginate(exec, self.page_size)
+            .fetch_page(page))
+    }
+
+    /// The number of matching rows of the current tenant.
+    pub async fn num_items(&self) -> Result<u64> {
+        let (select, plan) = self.prepared()?;
+        #[cfg(feature = "pipeline")]
+        {
+            let counted = select.clone().limit(None).offset(None);
+            if let Some(count) = piped::count(self.conn, &plan, &counted).await? {
+                return Ok(count);
+            }
+        }
+        in_unit!(plan, self.conn, |exec| select
+            .paginate(exec, self.page_size)
+            .num_items())
+    }
+
+    /// The number of pages.
+    pub async fn num_pages(&self) -> Result<u64> {
+        let (select, plan) = self.prepared()?;
+        in_unit!(plan, self.conn, |exec| select
+            .paginate(exec, self.page_size)
+            .num_pages())
+    }
+}
+
+/// For each of `models`, its related `R` rows of the tenant `conn` acts for, in one query
+/// (SeaORM's loader with `R`'s tenant predicate).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+)]
+pub(crate) async fn load_many<E, R, C>(
+    conn: &C,
+    models: &[E::Model],
+    _r: R,
+) -> Result<Vec<Vec<R::Model>>>
+where
+    E: Tenancy + Related<R>,
+    R: Tenancy,
+    R::Model: Send + Sync,
+    E::Model: Sync,
+    C: TenantConnection,
+{
+    use sea_orm::LoaderTrait;
+    let plan = Plan::of::<R, C>(conn, "load")?;
+    let select = plan.apply(crate::__private::find::<R>().into_inner());
+    in_unit!(plan, conn, |exec| models.load_many(select, exec))
+}
+
+/// `E`'s row with primary key `id` in the tenant in scope: `TenantRepo::find_by_id`, with its
+/// statement kept (see [`template`]).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+)]
+pub(crate) async fn get_by_id<E: Tenancy, C: TenantConnection>(
+    conn: &C,
+    id: KeyOf<E>,
+) -> Result<Option<E::Model>> {
+    let plan = Plan::of::<E, C>(conn, "select")?;
+    let key = id.into_value_tuple();
+    let statement = |backend| get_statement::<E>(&plan, &key, backend);
+    #[cfg(feature = "pipeline")]
+    if let Some(models) =
+        piped::rows::<E, C>(conn, &plan, || statement(DbBackend::Postgres)).await?
+    {
+        return Ok(models.into_iter().next());
+    }
+    in_unit!(plan, conn, |exec| async {
+        let stmt = statement(exec.get_database_backend());
+        match exec.query_one_raw(stmt).await? {
+            Some(row) => E::Model::from_query_result(&row, "").map(Some),
+            None => Ok(None),
+        }
+    })
+}
+
+/// How many rows of `E` the tenant in scope has: `TenantRepo::count`, with its statement kept.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
+)]
+pub(crate) async fn count_all<E: Tenancy, C: TenantConnection>(conn: &C) -> Result<u64> {
+    let plan = Plan::of::<E, C>(conn, "count")?;
+    let statement = |backend| count_statement::<E>(&plan, backend);
+    #[cfg(feature = "pipeline")]
+    if let Some(route) = crate::exec::route(conn, plan.access())
+        && let Some(count) = Box::pin(route.count(&statement(DbBackend::Postgres))).await?
+    {
+        return Ok(count);
+    }
+    in_unit!(plan, conn, |exec| async {
+        let stmt = statement(exec.get_database_backend());
+        Ok::<_, sea_orm::DbErr>(match exec.query_one_raw(stmt).await? {
+            Some(row) => count_of(&row)?,
+            None => 0,
+        })
+    })
+}
+
+/// `SELECT .. WHERE <key> [AND <tenant>] LIMIT 1` for `key` under `plan`, as SeaORM's
+/// `find_by_id(key).filter(..).one(..)` builds it; kept once built.
+pub(crate) fn get_statement<E: Tenancy>(
+    plan: &Plan,
+    key: &sea_orm::sea_query::ValueTuple,
+    backend: DbBackend,
+) -> sea_orm::Statement {
+    let mut values: Vec<Value> = key.clone().into_iter().collect();
+    values.extend(plan.tenant_value());
+    // SeaORM's `one` adds `LIMIT 1`, a bound value.
+    values.push(Value::from(1_u64));
+    let scoped = plan.predicate().is_some();
+    template::statement::<E>(Shape::Get, backend, scoped, values, || {
+        let key = KeyOf::<E>::from_value_tuple(key.clone());
+        #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+        let select = <E as EntityTrait>::find_by_id(key);
+        plan.apply(select).limit(1).build(backend)
+    })
+}
+
+/// The count of `E`'s rows under `plan`, as SeaORM's `find().filter(..).count(..)` builds it;
+/// kept once built.
+pub(crate) fn count_statement<E: Tenancy>(plan: &Plan, backend: DbBackend) -> sea_orm::Statement {
+    let values = plan.tenant_value().into_iter().collect();
+    let scoped = plan.predicate().is_some();
+    template::statement::<E>(Shape::Count, backend, scoped, values, || {
+        #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
+        let select = <E as EntityTrait>::find();
+        backend.build(&counted(plan.apply(select).as_query()))
+    })
+}
+
+/// SeaORM's count of the rows `select` matches (`PaginatorTrait::count`): the select without
+/// its order, counted in a subquery (its limit and offset apply).
+fn counted(select: &SelectStatement) -> SelectStatement {
+    SelectStatement::new()
+        .expr(Expr::cust("COUNT(*) AS num_items"))
+        .from_subquery(select.clone().clear_order_by().to_owned(), "sub_query")
+        .to_owned()
+}
+
+/// The count of a row of [`counted`], read as SeaORM reads it.
+fn count_of(row: &sea_orm::QueryResult) -> std::result::Result<u64, sea_orm::DbErr> {
+    // SeaORM's own conversion (`as u64`); a count is never negative.
+    Ok(row.try_get::<i64>("", "num_items")?.cast_unsigned())
+}
+
+/// Reads on the pipelined executor, when the connection has one and the statement fits it;
+/// `None` otherwise, before anything has run, and the caller takes the sqlx path.
+#[cfg(feature = "pipeline")]
+pub(super) mod piped {
+    use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select, Statement};
+
+    use super::Plan;
+    use crate::exec::{self, TenantConnection};
+    use crate::{Result, Tenancy};
+
+    /// The models `select` returns.
+    pub(in crate::query) async fn models<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        plan: &Plan,
+        select: &Select<E>,
+    ) -> Result<Option<Vec<E::Model>>> {
+        rows::<E, C>(conn, plan, || select.build(DbBackend::Postgres)).await
+    }
+
+    /// The models of `E` the statement `stmt` (built only if the read goes this way) returns.
+    pub(super) async fn rows<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        plan: &Plan,
+        stmt: impl FnOnce() -> Statement,
+    ) -> Result<Option<Vec<E::Model>>> {
+        let Some(route) = exec::route(conn, plan.access()) else {
+            return Ok(None);
+        };
+        let Some(decoder) = E::__pg_decoder() else {
+            return Ok(None);
+        };
+        let stmt = stmt();
+        let columns: Vec<&str> = <E as EntityTrait>::Column::iter()
+            .map(|c| c.as_str())
+            .collect();
+        // Boxed: keeps the pipelined path's state out of every read's future.
+        Box::pin(route.models(&stmt, &decoder, &columns)).await
+    }
+
+    /// How many rows `select` matches, counted as SeaORM's `count` does.
+    pub(in crate::query) async fn count<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        plan: &Plan,
+        select: &Select<E>,
+    ) -> Result<Option<u64>> {
+        let Some(route) = exec::route(conn, plan.access()) else {
+            return Ok(None);
+        };
+        let stmt = DbBackend::Postgres.build(&super::counted(select.as_query()));
+        Box::pin(route.count(&stmt)).await
+    }
+}

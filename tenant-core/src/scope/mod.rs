@@ -1,0 +1,11 @@
+//! The scoping rule, in one place: whom an operation acts for and the predicate that limits it to
+//! that tenant ([`Plan`]), the tenant a write carries ([`stamp`], [`freeze_tenant`]), and the
+//! tenant predicate of a joined entity ([`tenant_on`]).
+
+mod join;
+mod plan;
+mod stamp;
+
+pub(crate) use join::{Pin, tenant_on};
+pub(crate) use plan::Plan;
+pub(crate) use stamp::{hold_tenant, stamp};

@@ -1,0 +1,91 @@
+//! [`Plan`]: whom one operation acts for, and the predicate that limits it to that tenant.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, QueryFilter};
+
+use crate::Result;
+use crate::context::{Access, audit_system};
+use crate::entity::{Tenancy, table_name};
+use crate::exec::{self, TenantConnection, Unit};
+
+/// How one operation on `E` runs: the predicate that limits it to the tenant, and whom the
+/// unit of work acts for.
+pub(crate) struct Plan {
+    predicate: Option<Expr>,
+    access: Option<Access>,
+}
+
+impl Plan {
+    /// The plan for `E` on `conn`: `E`'s tenant predicate for the tenant `conn` acts for, none
+    /// for a global `E` or under a system scope (logged). Fails closed with no tenant.
+    pub(crate) fn of<E: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        operation: &'static str,
+    ) -> Result<Self> {
+        if E::tenant_column().is_none() {
+            return Ok(Self {
+                predicate: None,
+                access: None,
+            });
+        }
+        Ok(Self::acting_for::<E>(exec::access(conn)?, operation))
+    }
+
+    /// The plan for tenant-scoped `E` acting for `access`.
+    pub(crate) fn acting_for<E: Tenancy>(access: Access, operation: &'static str) -> Self {
+        let predicate = match (&access, E::tenant_column()) {
+            (_, None) => None,
+            (Access::Tenant(id), Some(column)) => Some(column.eq(id.to_value())),
+            (Access::System(reason), Some(_)) => {
+                audit_system(reason, operation, table_name::<E>());
+                None
+            }
+        };
+        Self {
+            predicate,
+            access: Some(access),
+        }
+    }
+
+    /// Whom the operation acts for; `None` when only global tables are involved.
+    pub(crate) fn access(&self) -> Option<&Access> {
+        self.access.as_ref()
+    }
+
+    /// This plan's predicate, acting also for whoever `other` acts for (a joined entity).
+    pub(crate) fn with(self, other: Plan) -> Self {
+        Self {
+            predicate: self.predicate,
+            access: self.access.or(other.access),
+        }
+    }
+
+    /// `query` with the tenant predicate added.
+    pub(crate) fn apply<Q: QueryFilter>(&self, query: Q) -> Q {
+        match &self.predicate {
+            Some(p) => query.filter(p.clone()),
+            None => query,
+        }
+    }
+
+    /// The predicate, for statements that take it elsewhere (an upsert's `WHERE`).
+    pub(crate) fn predicate(&self) -> Option<&Expr> {
+        self.predicate.as_ref()
+    }
+
+    /// The value the predicate compares the tenant column with, if there is a predicate.
+    pub(crate) fn tenant_value(&self) -> Option<sea_orm::Value> {
+        match (&self.predicate, &self.access) {
+            (Some(_), Some(Access::Tenant(id))) => Some(id.to_value()),
+            _ => None,
+        }
+    }
+
+    /// Opens the unit of work this plan's statements run in.
+    pub(crate) async fn unit<'c, C: TenantConnection + ?Sized>(
+        &self,
+        conn: &'c C,
+    ) -> Result<Unit<'c>> {
+        exec::unit(conn, self.access.as_ref()).await
+    }
+}
