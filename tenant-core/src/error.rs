@@ -143,6 +143,44 @@ pub enum Error {
         #[source]
         source: uuid::Error,
     },
+    /// The tenant in scope is not in the handle's tenant catalog.
+    #[error(
+        "tenant {tenant} is not in the tenant catalog; register it with `Catalog::register` before it runs anything"
+    )]
+    UnknownTenant {
+        /// The tenant in scope.
+        tenant: crate::TenantId,
+    },
+    /// The tenant in scope is suspended: nothing runs for it until it is active again.
+    #[error("tenant {tenant} is suspended; nothing runs for it until it is active again")]
+    TenantSuspended {
+        /// The tenant in scope.
+        tenant: crate::TenantId,
+    },
+    /// The tenant in scope was offboarded: nothing runs for it any more.
+    #[error("tenant {tenant} was offboarded; nothing runs for it any more")]
+    TenantOffboarded {
+        /// The tenant in scope.
+        tenant: crate::TenantId,
+    },
+    /// The tenant in scope is being provisioned or moved: nothing runs for it until it is
+    /// active.
+    #[error("tenant {tenant} is {status}, not active; nothing runs for it until it is active")]
+    TenantUnavailable {
+        /// The tenant in scope.
+        tenant: crate::TenantId,
+        /// Its status in the catalog.
+        status: crate::catalog::TenantStatus,
+    },
+    /// A tenant catalog entry is not of a form the catalog accepts. The refused value is not
+    /// repeated: a database reference may carry what must not reach a log.
+    #[error("invalid tenant catalog entry: the {field} {reason}")]
+    InvalidTenantEntry {
+        /// Which field (`slug`, `tier`, `schema name`, `database reference`, `region`).
+        field: &'static str,
+        /// What is wrong with it, and what is accepted.
+        reason: &'static str,
+    },
     /// The start-up audit found problems; `TenantDb::with_rls_checked` refuses to start.
     #[error("the start-up audit refused this database; {0}")]
     Audit(crate::Report),

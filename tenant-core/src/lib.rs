@@ -9,6 +9,8 @@
 // - `ddl`: what a declaration implies in the database (tables, tenant-leading keys, RLS
 //   policies), and the identifiers both write.
 // - `audit`: whether a live database isolates tenants as the declarations say.
+// - `catalog`: the control plane's record of every tenant, and the cached lookup that admits
+//   a tenant's operations.
 // - `exec`: where and how statements run. `placement` decides, for one unit of work, which pool
 //   it runs on and how its tenant is bound there; the sqlx path (`unit`, `pg`) and the pipeline
 //   both take that decision. A new isolation tier (a schema or a database per tenant) is a new
@@ -19,6 +21,7 @@
 //   read and write runs under the rule, with statements of a fixed shape kept (`template`).
 
 mod audit;
+pub mod catalog;
 mod context;
 mod ddl;
 mod entity;

@@ -6,7 +6,10 @@
 #![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
 
 pub mod audit_log;
+pub mod catalog;
 pub mod entities;
+
+pub use catalog::the_catalog_admits_active_tenants_only;
 
 use std::any::Any;
 
@@ -228,6 +231,7 @@ macro_rules! scenarios {
             concurrent_tasks_alternating_tenants_never_see_wrong_rows,
             per_tenant_unique_holds_within_a_tenant_only,
             a_child_cannot_point_at_another_tenants_parent,
+            the_catalog_admits_active_tenants_only,
         );
     };
     ($setup:path; $($name:ident),* $(,)?) => {

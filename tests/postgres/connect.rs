@@ -201,3 +201,58 @@ async fn session_state_left_through_the_escape_hatch_never_reaches_scoped_units(
     assert_eq!(planted.try_get::<i64>("", "n").unwrap(), 1);
     db.close().await.unwrap();
 }
+
+/// The builder's catalog reads on the system connection: in RLS mode the application role needs
+/// no rights on the catalog's table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_gives_the_handle_a_catalog_on_the_system_connection() {
+    use tenant::catalog::{NewTenant, TenantStatus};
+
+    let test_db = database().await;
+    let owner = TenantDb::connect(&test_db.admin_url).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        owner.unscoped(&tenant::AssertUnscoped::new(
+            "test: keep the app role off the catalog",
+        )),
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM tenant_app",
+    )
+    .await
+    .unwrap();
+    owner.close().await.unwrap();
+    let db = TenantDb::builder(test_db.app_url.clone())
+        .rls(Rls::default())
+        .system_url(test_db.admin_url.clone())
+        .catalog(std::time::Duration::from_mins(1))
+        .connect()
+        .await
+        .unwrap();
+    let catalog = db.catalog().expect("the builder's catalog");
+    catalog.create_table().await.unwrap();
+    let acme = tenant::TenantId::from(uuid::Uuid::new_v4());
+    catalog
+        .register(NewTenant::shared(acme, "acme").status(TenantStatus::Active))
+        .await
+        .unwrap();
+    tenant::scope(
+        acme,
+        TenantRepo::<post::Entity>::new(&db).insert(new_post("a")),
+    )
+    .await
+    .unwrap();
+    catalog
+        .set_status(acme, TenantStatus::Suspended)
+        .await
+        .unwrap();
+    let err = tenant::scope(acme, post::Entity::find().all(&db))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TenantSuspended { .. }), "{err:?}");
+    // The application role itself cannot read the catalog: lookups went through the system
+    // connection.
+    let app = sea_orm::Database::connect(test_db.app_url.clone())
+        .await
+        .unwrap();
+    let denied =
+        sea_orm::ConnectionTrait::execute_unprepared(&app, "SELECT * FROM tenant_catalog").await;
+    assert!(denied.is_err(), "the application role reads the catalog");
+}

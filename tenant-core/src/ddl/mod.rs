@@ -6,6 +6,7 @@ mod ident;
 mod rls;
 mod schema;
 
+pub(crate) use ident::is_plain_ident;
 #[cfg(feature = "postgres")]
 pub(crate) use ident::quote_ident;
 pub use rls::{PolicyForm, Rls};

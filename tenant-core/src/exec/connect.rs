@@ -4,9 +4,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
+use crate::catalog::Catalog;
 use crate::{Error, Result, Rls, TenantDb, TenantSchema};
 
 /// A pool setting; applied to each pool the builder opens for the URL.
@@ -42,6 +44,7 @@ impl TenantDb {
             rls: None,
             audit: None,
             system_url: None,
+            catalog: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         }
@@ -71,6 +74,7 @@ pub struct TenantDbBuilder<'s> {
     rls: Option<Rls>,
     audit: Option<&'s TenantSchema>,
     system_url: Option<String>,
+    catalog: Option<Duration>,
     #[cfg(feature = "pipeline")]
     pipeline: Option<usize>,
 }
@@ -118,6 +122,7 @@ impl<'s> TenantDbBuilder<'s> {
             rls: self.rls,
             audit: Some(schema),
             system_url: self.system_url,
+            catalog: self.catalog,
             #[cfg(feature = "pipeline")]
             pipeline: self.pipeline,
         }
@@ -127,6 +132,14 @@ impl<'s> TenantDbBuilder<'s> {
     /// ([`TenantDb::with_system_connection`]). Opened with no idle connections.
     pub fn system_url(mut self, url: impl Into<String>) -> Self {
         self.system_url = Some(url.into());
+        self
+    }
+
+    /// The tenant catalog ([`TenantDb::with_catalog`]), its lookups cached for at most
+    /// `max_staleness`: read on the system connection when there is one, else on the
+    /// application's pool. The table must exist ([`Catalog::create_table`]).
+    pub fn catalog(mut self, max_staleness: Duration) -> Self {
+        self.catalog = Some(max_staleness);
         self
     }
 
@@ -192,11 +205,18 @@ impl<'s> TenantDbBuilder<'s> {
                 backend: db.backend(),
             });
         }
+        let mut system = None;
         if let Some(url) = self.system_url {
             let tweaks: Vec<Tweak> = vec![Arc::new(|o: &mut ConnectOptions| {
                 o.min_connections(0);
             })];
-            db = db.with_system_connection(open(&url, &tweaks).await?);
+            let conn = open(&url, &tweaks).await?;
+            system = Some(conn.clone());
+            db = db.with_system_connection(conn);
+        }
+        if let Some(max_staleness) = self.catalog {
+            let conn = system.unwrap_or_else(|| db.conn.clone());
+            db = db.with_catalog(Catalog::with_max_staleness(conn, max_staleness));
         }
         #[cfg(feature = "pipeline")]
         if let Some(size) = self.pipeline {

@@ -35,6 +35,8 @@ pub struct TenantDb {
     /// The escape hatch's own pool, when [`TenantDb::connect`] opened one: raw SQL then never
     /// runs on a connection that scoped units use.
     hatch: Option<DatabaseConnection>,
+    /// The tenant catalog that admits a tenant's operations, when the handle has one.
+    pub(super) catalog: Option<crate::catalog::Catalog>,
     /// The pipelined executor for the reads it can take.
     #[cfg(feature = "pipeline")]
     pub(super) pipeline: Option<crate::Pipeline>,
@@ -49,6 +51,7 @@ impl TenantDb {
             rls: None,
             system: None,
             hatch: None,
+            catalog: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         }
@@ -73,6 +76,7 @@ impl TenantDb {
             rls: Some(Arc::new(rls)),
             system: None,
             hatch: None,
+            catalog: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         })
@@ -195,12 +199,10 @@ impl TenantDb {
         Ok(TenantTxn { txn, access })
     }
 
-    /// A unit of work acting for `access` (`None`: no tenant needed, such as a global table).
-    #[cfg_attr(
-        not(feature = "postgres"),
-        expect(clippy::unused_async, reason = "awaits only on the PostgreSQL path")
-    )]
+    /// A unit of work acting for `access` (`None`: no tenant needed, such as a global table),
+    /// once the catalog (if any) admitted its tenant.
     async fn unit(&self, access: Option<&Access>) -> Result<Unit<'_>> {
+        self.admit(access).await?;
         let Placement { pool, binding } = self.place(access)?;
         let conn = pool.connection();
         // On PostgreSQL the unit holds its connection: see `PgUnit`.
@@ -219,6 +221,21 @@ impl TenantDb {
         }
         debug_assert!(binding.is_none(), "`with_rls` refuses without PostgreSQL");
         Ok(Unit::shared(Exec::Db(conn)))
+    }
+
+    /// Admits only the operations of tenants whose entry in `catalog` is active: an unknown,
+    /// suspended, offboarded, provisioning or moving tenant's operations fail with their own
+    /// error ([`Error::UnknownTenant`], [`Error::TenantSuspended`], ..) before any SQL is sent.
+    /// System scopes and global tables act for no tenant and are not checked.
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: crate::catalog::Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// The tenant catalog, when the handle has one.
+    pub fn catalog(&self) -> Option<&crate::catalog::Catalog> {
+        self.catalog.as_ref()
     }
 
     /// The raw connection, past every tenant check. This is the escape hatch.

@@ -4,6 +4,8 @@
 use sea_orm::DatabaseConnection;
 
 use super::TenantDb;
+#[cfg(feature = "pipeline")]
+use crate::catalog::Catalog;
 use crate::context::Access;
 use crate::ddl::Rls;
 use crate::{Error, Result, TenantId};
@@ -35,6 +37,23 @@ impl<'a> Pool<'a> {
 }
 
 impl TenantDb {
+    /// Refuses, before anything runs, an operation of a tenant the catalog does not admit.
+    pub(super) async fn admit(&self, access: Option<&Access>) -> Result<()> {
+        match (&self.catalog, access) {
+            (Some(catalog), Some(Access::Tenant(id))) => catalog.admit(*id).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The catalog and tenant a pipelined statement must be admitted for first.
+    #[cfg(feature = "pipeline")]
+    fn admission(&self, access: Option<&Access>) -> Option<(&Catalog, TenantId)> {
+        match (&self.catalog, access) {
+            (Some(catalog), Some(Access::Tenant(id))) => Some((catalog, *id)),
+            _ => None,
+        }
+    }
+
     /// Where a unit of work acting for `access` runs (`None`: no tenant needed, such as a global
     /// table).
     pub(super) fn place(&self, access: Option<&Access>) -> Result<Placement<'_>> {
@@ -70,6 +89,7 @@ impl TenantDb {
             } => Some(super::pipeline::Route {
                 pipeline,
                 begin: binding,
+                admission: self.admission(access),
             }),
             // A system scope in RLS mode runs on the bypass connection, which is sqlx's.
             Placement {
