@@ -14,7 +14,8 @@ usage: cargo bench --all-features --bench tenancy -- [options]
   --rounds N         interleaved blocks each cell is split in  [20]
   --backend LIST     postgres, sqlite                          [postgres,sqlite]
   --impls LIST       sqlx, seaorm, repo, repo-pipe, rls,
-                     rls-pipe, sqlx-txn                        [all]
+                     rls-pipe, sqlx-txn; and, only when named,
+                     repo-catalog (`repo` with a tenant catalog) [all]
   --only LIST        get, page, count, write (= insert, update
                      and delete)                               [all]
   --threads N        tokio worker threads of the client; 0: one thread

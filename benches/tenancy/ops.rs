@@ -36,13 +36,29 @@ pub(crate) enum Imp {
     RepoPipe,
     /// [`Imp::Rls`] on the pipelined executor.
     RlsPipe,
+    /// [`Imp::Repo`] with a tenant catalog, every tenant registered and its entry cached: what
+    /// admitting each operation costs. Not in the default set.
+    RepoCatalog,
 }
 
 impl Imp {
+    /// The default set.
     pub(crate) const ALL: [Imp; 7] = [
         Imp::Sqlx,
         Imp::SeaOrm,
         Imp::Repo,
+        Imp::RepoPipe,
+        Imp::Rls,
+        Imp::RlsPipe,
+        Imp::SqlxTxn,
+    ];
+
+    /// Every implementation, the opt-in ones too: the order of the report's rows.
+    pub(crate) const EVERY: [Imp; 8] = [
+        Imp::Sqlx,
+        Imp::SeaOrm,
+        Imp::Repo,
+        Imp::RepoCatalog,
         Imp::RepoPipe,
         Imp::Rls,
         Imp::RlsPipe,
@@ -58,9 +74,10 @@ impl Imp {
             "sqlx-txn" => Imp::SqlxTxn,
             "repo-pipe" | "app-pipe" => Imp::RepoPipe,
             "rls-pipe" => Imp::RlsPipe,
+            "repo-catalog" => Imp::RepoCatalog,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `repo-catalog`"
                 ));
             }
         })
@@ -76,6 +93,7 @@ impl Imp {
             Imp::SqlxTxn => "sqlx BEGIN+set_config",
             Imp::RepoPipe => "TenantRepo (app), pipeline",
             Imp::RlsPipe => "RLS mode, pipeline",
+            Imp::RepoCatalog => "TenantRepo (app), catalog",
         }
     }
 
@@ -197,6 +215,8 @@ pub(crate) struct Target {
     pub(crate) repo_pipe: Option<TenantDb>,
     /// `rls` with a pipeline of its own connections as the app role (PostgreSQL only).
     pub(crate) rls_pipe: Option<TenantDb>,
+    /// `repo` with a tenant catalog in which every tenant is active and cached.
+    pub(crate) repo_catalog: TenantDb,
     /// Rows per tenant: what `count` must return.
     pub(crate) rows: u64,
 }
@@ -214,6 +234,7 @@ impl Target {
             (Imp::Sqlx, Raw::Sqlite(pool)) => sqlite_statement(pool, op, key).await?,
             (Imp::SeaOrm, _) => orm(&self.orm, op, key).await?,
             (Imp::Repo, _) => repo(&self.repo, op, key).await?,
+            (Imp::RepoCatalog, _) => repo(&self.repo_catalog, op, key).await?,
             (Imp::Rls, _) => {
                 let db = self.rls.as_ref().ok_or("RLS mode needs PostgreSQL")?;
                 repo(db, op, key).await?

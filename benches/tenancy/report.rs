@@ -174,7 +174,7 @@ fn render(args: &Args, results: &Results) -> String {
         let _ = writeln!(out, "|---|---|--:|--:|--:|--:|");
         for op in Op::ALL {
             let base = get(backend, tenants, workers, op, Imp::SeaOrm);
-            for imp in Imp::ALL {
+            for imp in Imp::EVERY {
                 let Some(s) = get(backend, tenants, workers, op, imp) else {
                     continue;
                 };
@@ -331,7 +331,7 @@ fn scaling_table(out: &mut String, sections: &[(Backend, u64, usize)], get: &Loo
     bc.sort_unstable();
     bc.dedup();
     for (b, c) in bc {
-        for imp in Imp::ALL {
+        for imp in Imp::EVERY {
             let mut row = format!("| {} C={c} | {} |", b.name(), imp.name());
             let mut any = false;
             for op in [Op::Get, Op::Page] {

@@ -17,7 +17,8 @@ use sea_orm::sqlx::sqlite::{
 };
 use sea_orm::sqlx::{self, ConnectOptions as _, PgPool, QueryBuilder};
 use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
-use tenant::{Pipeline, Rls, TenantDb, TenantSchema};
+use tenant::catalog::{Catalog, NewTenant, TenantStatus};
+use tenant::{Pipeline, Rls, TenantDb, TenantId, TenantSchema};
 
 use crate::Result;
 use crate::data::{DataSet, Row};
@@ -181,6 +182,7 @@ impl PgData {
             .with_pipeline(pipeline(self.db.app_url.clone()).await?)?;
         Ok(Target {
             raw: Raw::Postgres { plain, app },
+            repo_catalog: with_catalog(&orm, data, Some(&self.admin)).await?,
             repo: TenantDb::new(orm.clone()),
             orm,
             rls: Some(rls),
@@ -337,6 +339,7 @@ impl SqliteData {
         let orm = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
         Ok(Target {
             raw: Raw::Sqlite(pool),
+            repo_catalog: with_catalog(&orm, data, None).await?,
             repo: TenantDb::new(orm.clone()),
             orm,
             rls: None,
@@ -372,4 +375,40 @@ pub(crate) async fn timed<T>(what: &str, f: impl Future<Output = Result<T>>) -> 
     let out = f.await?;
     eprintln!("  {what}: {:.1} s", start.elapsed().as_secs_f64());
     Ok(out)
+}
+
+/// `TenantDb::new(orm)` with a tenant catalog in `orm`'s database, every tenant of `data`
+/// registered as active (once per data set, by `owner` on PostgreSQL, where the plain role may
+/// only read it) and its entry read into the cache, which keeps entries for an hour: the
+/// measured operations find every entry cached.
+async fn with_catalog(
+    orm: &sea_orm::DatabaseConnection,
+    data: &DataSet,
+    owner: Option<&PgPool>,
+) -> Result<TenantDb> {
+    let writer = match owner {
+        Some(admin) => SqlxPostgresConnector::from_sqlx_postgres_pool(admin.clone()),
+        None => orm.clone(),
+    };
+    let setup = Catalog::with_max_staleness(writer, Duration::ZERO);
+    setup.create_table().await?;
+    let tenant = |t| TenantId::from(data.tenant(t));
+    if setup.get(tenant(0)).await?.is_none() {
+        for t in 0..data.tenants {
+            let new = NewTenant::shared(tenant(t), format!("t{t}")).status(TenantStatus::Active);
+            setup.register(new).await?;
+        }
+    }
+    if let Some(admin) = owner {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "GRANT SELECT ON tenant_catalog TO {PLAIN_ROLE}"
+        )))
+        .execute(admin)
+        .await?;
+    }
+    let catalog = Catalog::with_max_staleness(orm.clone(), Duration::from_hours(1));
+    for t in 0..data.tenants {
+        catalog.lookup(tenant(t)).await?;
+    }
+    Ok(TenantDb::new(orm.clone()).with_catalog(catalog))
 }
