@@ -199,7 +199,6 @@ async fn a_refused_commit_leaves_nothing_written() {
     reason = "entity modules are public by SeaORM's convention"
 )]
 pub(crate) mod hooked {
-    use std::time::Duration;
 
     use sea_orm::entity::prelude::*;
     use sea_orm::{ActiveValue::Set, DbBackend, Statement};
@@ -253,7 +252,7 @@ pub(crate) mod hooked {
                     model.note = format!("after saw {}", bound(db).await?);
                 }
                 "after fails" => return Err(DbErr::Custom("after_save says no".into())),
-                "after sleeps" => tokio::time::sleep(Duration::from_secs(5)).await,
+                "after hangs" => std::future::pending::<()>().await,
                 _ => {}
             }
             Ok(model)
@@ -295,9 +294,9 @@ async fn hooks_keep_their_semantics(rls: bool) {
         assert_eq!(n, u64::from(!rls), "rls: {rls}");
         assert_eq!(stored(model.id).await.unwrap().note, model.note);
 
-        // `after_save` uses the database. App-level mode: it runs on the pool after the
-        // pipelined insert, as on sqlx. RLS mode: it cannot run inside the pipelined
-        // transaction, which is rolled back, and the insert starts over on sqlx.
+        // `after_save` uses the database. It runs once the pipelined insert has committed, as
+        // SeaORM's does on a pool: on the pool in app-level mode, in a unit of its own bound to
+        // the tenant in RLS mode.
         let (model, n) = pipelined(&env, row("after uses the database").insert(&env.db)).await;
         let model = model.unwrap();
         assert_eq!(model.note, format!("after saw {seen}"));
@@ -313,8 +312,8 @@ async fn hooks_keep_their_semantics(rls: bool) {
             .unwrap();
         assert_eq!(all.len(), 3, "no row twice");
 
-        // `after_save` fails: in RLS mode the insert is rolled back with it, as in the unit
-        // on sqlx; in app-level mode the insert stands, as SeaORM's on a pool does.
+        // `after_save` fails: its error is returned, and the insert, committed before the hook
+        // ran, stands in both modes, as SeaORM's on a pool does.
         let failing = row("after fails");
         let id = match &failing.id {
             sea_orm::ActiveValue::Set(id) => *id,
@@ -324,7 +323,7 @@ async fn hooks_keep_their_semantics(rls: bool) {
         let err = format!("{:?}", err.unwrap_err());
         assert!(err.contains("after_save says no"), "{err}");
         assert_eq!(n, 1);
-        assert_eq!(stored(id).await.is_some(), !rls, "rls: {rls}");
+        assert!(stored(id).await.is_some(), "rls: {rls}");
 
         // The same for updates and deletes.
         let edit = hooked::ActiveModel {
@@ -354,33 +353,45 @@ async fn hooks_keep_their_semantics_under_rls() {
     hooks_keep_their_semantics(true).await;
 }
 
-/// RLS mode: a write dropped while its transaction is open on the pipelined connection (its
-/// `after_save` hook still running) takes the connection out of the pool, which rolls the
-/// transaction back. No later statement runs inside it, bound to its tenant.
+/// RLS mode: a write dropped while its `after_save` hook runs has committed (the hook runs once
+/// the write has, as SeaORM's does on a pool) and leaves its pipelined connection unbound and
+/// outside any transaction. The hook never returns, so the write is dropped inside it whatever
+/// the machine's speed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_cancelled_with_its_transaction_open_leaves_nothing() {
+async fn a_write_dropped_in_its_after_save_hook_has_committed_and_leaves_nothing_open() {
     let env: Env = env(true, 1).await;
     create_table::<hooked::Entity>(&env).await;
     env.seed().await;
+    let pipeline = env.pipeline.as_ref().unwrap();
     for round in 0..5 {
         let id = Uuid::new_v4();
-        let sleepy = hooked::ActiveModel {
+        let hanging = hooked::ActiveModel {
             id: Set(id),
-            note: Set("after sleeps".into()),
+            note: Set("after hangs".into()),
             ..Default::default()
         };
-        let write = tenant::scope(env.acme, sleepy.insert(&env.db));
-        let (outcome, n) =
-            pipelined(&env, tokio::time::timeout(Duration::from_millis(50), write)).await;
-        assert!(outcome.is_err(), "round {round}: the write should time out");
-        assert_eq!(n, 1, "round {round}: the insert had run");
-        let stored = <hooked::Entity as EntityTrait>::find_by_id(id)
-            .one(&env.raw)
-            .await
-            .unwrap();
-        assert!(stored.is_none(), "round {round}: rolled back");
+        let before = pipeline.statements();
+        let mut write = Box::pin(tenant::scope(env.acme, hanging.insert(&env.db)));
+        // Polled until the insert is stored: from then on the hook is running.
+        loop {
+            let polled = tokio::time::timeout(Duration::from_millis(10), &mut write).await;
+            assert!(polled.is_err(), "round {round}: the hook never returns");
+            let stored = <hooked::Entity as EntityTrait>::find_by_id(id)
+                .one(&env.raw)
+                .await
+                .unwrap();
+            if stored.is_some() {
+                break;
+            }
+        }
+        drop(write);
+        assert_eq!(
+            pipeline.statements(),
+            before + 1,
+            "round {round}: pipelined"
+        );
         // The next statement on the pipeline is outside any transaction, unbound.
-        crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+        crate::rls::assert_no_binding_on_pipeline(pipeline).await;
         let (rows, n) = pipelined(
             &env,
             tenant::scope(env.globex, post::Entity::find().all(&env.db)),
@@ -391,4 +402,61 @@ async fn a_write_cancelled_with_its_transaction_open_leaves_nothing() {
         assert!(rows.iter().all(|p| p.tenant_id == *env.globex.as_uuid()));
         assert_eq!(rows.len(), 2, "round {round}");
     }
+}
+
+/// RLS mode on sqlx (no pipeline): the same hook semantics. Outside a `TenantTxn` the write
+/// commits before `after_save` runs, and a hook that uses the database gets a unit of its own
+/// bound to the tenant; inside a `TenantTxn` the hook runs in it, and the caller's rollback takes
+/// the write back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_save_on_sqlx_under_rls_runs_once_the_write_committed() {
+    let (app, raw, keep) = crate::connections().await;
+    let env = Env::new_rls(app, raw, Box::new(keep)).await;
+    create_table::<hooked::Entity>(&env).await;
+    let acme = env.acme.to_string();
+    let stored = |id: Uuid| {
+        let raw = env.raw.clone();
+        async move {
+            <hooked::Entity as EntityTrait>::find_by_id(id)
+                .one(&raw)
+                .await
+                .unwrap()
+        }
+    };
+    let row = |note: &str| {
+        let id = Uuid::new_v4();
+        let am = hooked::ActiveModel {
+            id: Set(id),
+            note: Set(note.to_owned()),
+            ..Default::default()
+        };
+        (id, am)
+    };
+    tenant::scope(env.acme, async {
+        let (id, am) = row("before uses the database");
+        let model = am.insert(&env.db).await.unwrap();
+        assert_eq!(model.note, format!("before saw {acme}"));
+        assert_eq!(stored(id).await.unwrap().note, model.note);
+
+        let (id, am) = row("after uses the database");
+        let model = am.insert(&env.db).await.unwrap();
+        assert_eq!(model.note, format!("after saw {acme}"));
+        assert_eq!(stored(id).await.unwrap().note, "after uses the database");
+
+        let (id, am) = row("after fails");
+        let err = am.insert(&env.db).await.unwrap_err();
+        assert!(format!("{err:?}").contains("after_save says no"), "{err:?}");
+        assert!(stored(id).await.is_some(), "committed before the hook ran");
+
+        let txn = env.db.begin().await.unwrap();
+        let (id, am) = row("after fails");
+        let err = am.insert(&txn).await.unwrap_err();
+        assert!(format!("{err:?}").contains("after_save says no"), "{err:?}");
+        txn.rollback().await.unwrap();
+        assert!(
+            stored(id).await.is_none(),
+            "in a transaction, the caller decides"
+        );
+    })
+    .await;
 }

@@ -211,12 +211,14 @@ impl TenantDb {
             let pool = conn.get_postgres_connection_pool();
             // Boxed: the acquire-and-begin future is large, and an unboxed one would make
             // every operation's future that large.
+            let commits = binding.is_some();
             let txn = match binding {
                 Some(begin) => Box::pin(PgUnit::begin(pool, begin)).await?,
                 None => Box::pin(PgUnit::acquire(pool)).await?,
             };
             return Ok(Unit {
                 kind: UnitKind::Bound(tokio::sync::Mutex::new(txn)),
+                commits,
             });
         }
         debug_assert!(binding.is_none(), "`with_rls` refuses without PostgreSQL");

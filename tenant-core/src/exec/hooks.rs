@@ -1,9 +1,8 @@
-//! Executors for the SeaORM hooks of a pipelined write (`before_save`, `after_save`,
-//! `before_delete`, `after_delete`). A hook takes a SeaORM `ConnectionTrait`, which the
-//! pipelined driver cannot be; these executors tell the write whether its hooks touched the
-//! database, so that a write whose hooks do stays on sqlx exactly as without the pipeline.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! The executor SeaORM's hooks get where the write's own unit is not theirs to use: before a
+//! pipelined write (`before_save`, `before_delete`), and after a write that has committed
+//! (`after_save`, `after_delete` in RLS mode outside a `TenantTxn`). A hook takes a SeaORM
+//! `ConnectionTrait`; [`Lazy`] opens a unit, bound to the write's tenant, only when the hook
+//! uses it, and tells the write whether it did.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement};
 
@@ -32,6 +31,14 @@ impl<'c, C: TenantConnection + ?Sized> Lazy<'c, C> {
     /// The unit, if a hook opened it.
     pub(crate) fn into_unit(self) -> Option<Unit<'c>> {
         self.unit.into_inner()
+    }
+
+    /// Ends the unit a hook opened, if any, with `result`: committed on success.
+    pub(crate) async fn finish<T>(self, result: Result<T, Error>) -> Result<T, Error> {
+        match self.into_unit() {
+            Some(unit) => unit.finish(result).await,
+            None => result,
+        }
     }
 
     async fn unit(&self) -> Result<&Unit<'c>, DbErr> {
@@ -81,55 +88,6 @@ impl<C: TenantConnection + ?Sized> ConnectionTrait for Lazy<'_, C> {
     )]
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         self.unit().await?.exec().query_all_raw(stmt).await
-    }
-
-    fn support_returning(&self) -> bool {
-        true
-    }
-}
-
-/// Refuses every statement and remembers that one was tried: a hook after a pipelined write
-/// whose transaction is still open cannot run on it, so a hook that tries makes the write start
-/// over on sqlx, where the hook runs again with the write's real unit.
-#[derive(Default)]
-pub(crate) struct Refuse {
-    tried: AtomicBool,
-}
-
-impl Refuse {
-    /// Whether a hook tried a statement.
-    pub(crate) fn tried(&self) -> bool {
-        self.tried.load(Ordering::Relaxed)
-    }
-
-    fn refuse(&self) -> DbErr {
-        self.tried.store(true, Ordering::Relaxed);
-        DbErr::Custom(
-            "not run: the write starts over with this hook on its own transaction".to_owned(),
-        )
-    }
-}
-
-#[async_trait::async_trait]
-impl ConnectionTrait for Refuse {
-    fn get_database_backend(&self) -> DbBackend {
-        DbBackend::Postgres
-    }
-
-    async fn execute_raw(&self, _: Statement) -> Result<ExecResult, DbErr> {
-        Err(self.refuse())
-    }
-
-    async fn execute_unprepared(&self, _: &str) -> Result<ExecResult, DbErr> {
-        Err(self.refuse())
-    }
-
-    async fn query_one_raw(&self, _: Statement) -> Result<Option<QueryResult>, DbErr> {
-        Err(self.refuse())
-    }
-
-    async fn query_all_raw(&self, _: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        Err(self.refuse())
     }
 
     fn support_returning(&self) -> bool {

@@ -13,7 +13,7 @@ use crate::context::Access;
 
 mod connect;
 mod handle;
-#[cfg(feature = "pipeline")]
+#[cfg(feature = "postgres")]
 pub(crate) mod hooks;
 #[cfg(feature = "postgres")]
 mod pg;

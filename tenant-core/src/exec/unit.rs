@@ -139,6 +139,9 @@ impl ConnectionTrait for Exec<'_> {
 #[doc(hidden)]
 pub struct Unit<'a> {
     pub(super) kind: UnitKind<'a>,
+    /// It began a transaction of its own.
+    #[cfg(feature = "postgres")]
+    pub(super) commits: bool,
 }
 
 pub(super) enum UnitKind<'a> {
@@ -159,7 +162,17 @@ impl<'a> Unit<'a> {
     pub(super) fn shared(exec: Exec<'a>) -> Self {
         Self {
             kind: UnitKind::Shared(exec),
+            #[cfg(feature = "postgres")]
+            commits: false,
         }
+    }
+
+    /// Whether the unit owns a transaction it commits in [`finish`](Self::finish): an RLS-mode
+    /// unit outside a `TenantTxn`. Its writes then commit before their `after_save` hook runs,
+    /// as SeaORM's do on a pool.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn commits(&self) -> bool {
+        self.commits
     }
 
     /// The executor the unit's statements run on.

@@ -12,6 +12,8 @@ use sea_orm::{
 use super::template::{self, Shape};
 use crate::entity::{TenantScoped, table_name};
 use crate::exec::TenantConnection;
+#[cfg(feature = "postgres")]
+use crate::exec::hooks::Lazy;
 use crate::exec::in_unit;
 use crate::scope::{Plan, hold_tenant, stamp};
 use crate::{Error, Result};
@@ -78,13 +80,78 @@ where
         ))
         .await;
     }
-    let plan_ref = &plan;
-    in_unit!(plan, conn, |exec| async move {
-        let mut am = am.before_save(exec, insert).await?;
-        hold_tenant(&mut am, &access, insert)?;
-        let model = save_statement(exec, plan_ref, am, insert).await?;
-        Ok::<_, Error>(A::after_save(model, exec, insert).await?)
+    let plan = &plan;
+    // Boxed, as `in_unit!` is.
+    Box::pin(async move {
+        let unit = plan.unit(conn).await?;
+        let deferred = after_commit(&unit);
+        let result = {
+            let exec = &unit.exec();
+            async {
+                let mut am = am.before_save(exec, insert).await?;
+                hold_tenant(&mut am, &access, insert)?;
+                let model = save_statement(exec, plan, am, insert).await?;
+                if deferred {
+                    return Ok(model);
+                }
+                Ok::<_, Error>(A::after_save(model, exec, insert).await?)
+            }
+            .await
+        };
+        let model = unit.finish(result).await?;
+        #[cfg(feature = "postgres")]
+        if deferred {
+            return after_save_committed::<A, C>(conn, plan, model, insert).await;
+        }
+        Ok(model)
     })
+    .await
+}
+
+/// Whether the write in `unit` commits before its `after_save` (`after_delete`) hook runs: in
+/// RLS mode outside a `TenantTxn`, as SeaORM's writes on a pool do. The hook then gets a unit
+/// of its own, bound to the same tenant, if it uses the database; its error is returned, and
+/// the write stands. In a `TenantTxn` the hook runs in it, and app-level statements outside one
+/// commit as they run.
+fn after_commit(unit: &crate::exec::Unit<'_>) -> bool {
+    #[cfg(feature = "postgres")]
+    return unit.commits();
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = unit;
+        false
+    }
+}
+
+/// `after_save` of a write that has committed, on a unit of its own if it uses the database.
+#[cfg(feature = "postgres")]
+async fn after_save_committed<A, C>(
+    conn: &C,
+    plan: &Plan,
+    model: ModelOf<A>,
+    insert: bool,
+) -> Result<ModelOf<A>>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    C: TenantConnection,
+{
+    let lazy = Lazy::new(conn, plan.access());
+    let result = A::after_save(model, &lazy, insert)
+        .await
+        .map_err(Error::from);
+    lazy.finish(result).await
+}
+
+/// `after_delete` of a delete that has committed, on a unit of its own if it uses the database.
+#[cfg(feature = "postgres")]
+async fn after_delete_committed<A, C>(conn: &C, plan: &Plan, am: A) -> Result<()>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    C: TenantConnection,
+{
+    let lazy = Lazy::new(conn, plan.access());
+    let result = am.after_delete(&lazy).await.map(drop).map_err(Error::from);
+    lazy.finish(result).await
 }
 
 /// Runs the insert or update of `am` (tenant held) on `exec` and returns the row as stored.
@@ -333,13 +400,35 @@ where
     if let Some(route) = crate::exec::route(conn, plan.access()) {
         return Box::pin(piped::delete(conn, &plan, &route, am)).await;
     }
-    let plan_ref = &plan;
-    in_unit!(plan, conn, |exec| async move {
-        let am = am.before_delete(exec).await?;
-        delete_statement(exec, plan_ref, &am).await?;
-        am.after_delete(exec).await?;
-        Ok::<_, Error>(())
+    let plan = &plan;
+    // Boxed, as `in_unit!` is.
+    Box::pin(async move {
+        let unit = plan.unit(conn).await?;
+        let deferred = after_commit(&unit);
+        let result = {
+            let exec = &unit.exec();
+            async {
+                let am = am.before_delete(exec).await?;
+                delete_statement(exec, plan, &am).await?;
+                if deferred {
+                    return Ok(Some(am));
+                }
+                am.after_delete(exec).await?;
+                Ok::<_, Error>(None)
+            }
+            .await
+        };
+        // `Some`: the delete committed, and its `after_delete` is still to run.
+        let committed = unit.finish(result).await?;
+        #[cfg(feature = "postgres")]
+        if let Some(am) = committed {
+            return after_delete_committed(conn, plan, am).await;
+        }
+        #[cfg(not(feature = "postgres"))]
+        debug_assert!(committed.is_none(), "only RLS units commit before the hook");
+        Ok(())
     })
+    .await
 }
 
 /// Runs the delete of `am`'s row on `exec`.
@@ -501,15 +590,12 @@ where
 ///   them), and only the write's own statement moves to the pipeline.
 /// - RLS mode: the hooks before the write get an executor that opens the write's tenant-bound
 ///   unit on first use; when they use it, the write goes on in that unit on sqlx, as without
-///   the pipeline. Otherwise `BEGIN; SET LOCAL ..` and the statement go out together, and the
-///   hook after the write runs while the transaction is open, then `COMMIT` (or, if the hook
-///   fails, `ROLLBACK`). A hook after the write that tries the database (the open transaction
-///   is not a SeaORM connection) is refused; the transaction is rolled back and the write runs
-///   again on sqlx from after the first hook, the second hook included.
+///   the pipeline. Otherwise `BEGIN; SET LOCAL ..`, the statement and `COMMIT` go out together.
+///   Either way the hook after the write runs once it has committed ([`after_commit`]).
 ///
-/// A statement or `COMMIT` PostgreSQL refuses took no effect: the write runs again on sqlx
-/// (from after `before_save`), which reports the refusal as SeaORM's error (`DbErr::sql_err`),
-/// as without the pipeline.
+/// A statement PostgreSQL refuses took no effect: the write runs again on sqlx (from after
+/// `before_save`), which reports the refusal as SeaORM's error (`DbErr::sql_err`), as without
+/// the pipeline.
 #[cfg(feature = "pipeline")]
 mod piped {
     use sea_orm::{
@@ -518,13 +604,13 @@ mod piped {
     };
 
     use super::{
-        ModelOf, delete_statement, deleted, hold_tenant, insert_sql, save_statement, saved_error,
-        saved_nothing, update_sql,
+        ModelOf, after_delete_committed, after_save_committed, delete_statement, deleted,
+        hold_tenant, insert_sql, save_statement, saved_error, saved_nothing, update_sql,
     };
     use crate::context::Access;
     use crate::entity::TenantScoped;
     use crate::exec::TenantConnection;
-    use crate::exec::hooks::{Lazy, Refuse};
+    use crate::exec::hooks::Lazy;
     use crate::exec::in_unit;
     use crate::pipeline::{Decoder, Route};
     use crate::scope::Plan;
@@ -617,52 +703,33 @@ mod piped {
         let lazy = Lazy::new(conn, plan.access());
         let hooked = am.before_save(&lazy, insert).await;
         if let Some(unit) = lazy.into_unit() {
+            // `before_save` used the database: the write goes on in its unit, on sqlx.
             let result = {
                 let exec = &unit.exec();
                 async {
                     let mut am = hooked?;
                     hold_tenant(&mut am, access, insert)?;
-                    let model = save_statement(exec, plan, am, insert).await?;
-                    Ok(A::after_save(model, exec, insert).await?)
+                    save_statement(exec, plan, am, insert).await
                 }
                 .await
             };
-            return unit.finish(result).await;
+            let model = unit.finish(result).await?;
+            return after_save_committed::<A, C>(conn, plan, model, insert).await;
         }
         let mut am = hooked?;
         hold_tenant(&mut am, access, insert)?;
-        let opened = match save_sql(plan, &am, insert) {
-            Some(sql) => route.open_models(&sql, decoder, &columns).await?,
+        let written = match save_sql(plan, &am, insert) {
+            Some(sql) => route.write_models(&sql, decoder, &columns).await?,
             None => None,
         };
-        if let Some((rows, open)) = opened {
-            let model = match saved::<A>(rows, insert) {
-                Ok(model) => model,
-                Err(err) => {
-                    open.rollback().await;
-                    return Err(err);
-                }
-            };
-            let refuse = Refuse::default();
-            match A::after_save(model, &refuse, insert).await {
-                _ if refuse.tried() => open.rollback().await,
-                Ok(model) => {
-                    if open.commit().await?.is_some() {
-                        return Ok(model);
-                    }
-                }
-                Err(err) => {
-                    open.rollback().await;
-                    return Err(err.into());
-                }
-            }
-        }
-        // On sqlx, from after `before_save`: the statement did not fit the pipeline, PostgreSQL
-        // refused it or its `COMMIT`, or `after_save` wants the database.
-        in_unit!(plan, conn, |exec| async move {
-            let model = save_statement(exec, plan, am, insert).await?;
-            Ok::<_, Error>(A::after_save(model, exec, insert).await?)
-        })
+        let model = match written {
+            // The binding, the statement and `COMMIT` left together.
+            Some(rows) => saved::<A>(rows, insert)?,
+            // On sqlx, from after `before_save`: the statement did not fit the pipeline, or
+            // PostgreSQL refused it (and SeaORM reports why).
+            None => in_unit!(plan, conn, |exec| save_statement(exec, plan, am, insert))?,
+        };
+        after_save_committed::<A, C>(conn, plan, model, insert).await
     }
 
     /// A delete by the model's key, with its hooks (see the module's docs).
@@ -694,43 +761,25 @@ mod piped {
         let lazy = Lazy::new(conn, plan.access());
         let hooked = am.before_delete(&lazy).await;
         if let Some(unit) = lazy.into_unit() {
+            // `before_delete` used the database: the delete goes on in its unit, on sqlx.
             let result = {
                 let exec = &unit.exec();
                 async {
                     let am = hooked?;
                     delete_statement(exec, plan, &am).await?;
-                    am.after_delete(exec).await?;
-                    Ok(())
+                    Ok::<_, Error>(am)
                 }
                 .await
             };
-            return unit.finish(result).await;
+            let am = unit.finish(result).await?;
+            return after_delete_committed(conn, plan, am).await;
         }
         let am = hooked?;
-        if let Some((rows, open)) = route.open_count(&delete_sql(plan, &am)?).await? {
-            if let Err(err) = deleted::<A::Entity>(rows) {
-                open.rollback().await;
-                return Err(err);
-            }
-            let refuse = Refuse::default();
-            match am.clone().after_delete(&refuse).await {
-                _ if refuse.tried() => open.rollback().await,
-                Ok(_) => {
-                    if open.commit().await?.is_some() {
-                        return Ok(());
-                    }
-                }
-                Err(err) => {
-                    open.rollback().await;
-                    return Err(err.into());
-                }
-            }
+        match route.write_count(&delete_sql(plan, &am)?).await? {
+            Some(rows) => deleted::<A::Entity>(rows)?,
+            // On sqlx, as for a save.
+            None => in_unit!(plan, conn, |exec| delete_statement(exec, plan, &am))?,
         }
-        // On sqlx, as for a save.
-        in_unit!(plan, conn, |exec| async move {
-            delete_statement(exec, plan, &am).await?;
-            am.after_delete(exec).await?;
-            Ok::<_, Error>(())
-        })
+        after_delete_committed(conn, plan, am).await
     }
 }

@@ -12,11 +12,11 @@
 //! that accepts the column's type and every bound value has an encoding for its parameter's
 //! type; both are checked against the prepared statement before anything runs.
 //!
-//! Writes: insert, update and delete of one row by key, with the same checks. In RLS mode a
-//! delete by id is one round trip; a write with SeaORM hooks is two (the transaction stays open
-//! while `after_save` runs, then `COMMIT`), and a hook that uses the database keeps the write on
-//! sqlx, in the hook's own tenant-bound unit. A statement PostgreSQL refuses took no effect and
-//! runs again on sqlx, so that its error is SeaORM's.
+//! Writes: insert, update and delete of one row by key, with the same checks. In RLS mode the
+//! binding, the write and `COMMIT` are one round trip; `after_save` runs once the write has
+//! committed, as SeaORM's does on a pool. A `before_save` that uses the database keeps the write
+//! on sqlx, in the hook's own tenant-bound unit. A statement PostgreSQL refuses took no effect
+//! and runs again on sqlx, so that its error is SeaORM's.
 //!
 //! Everything else (many-row writes, upserts, joins, partial models, every
 //! [`TenantTxn`](crate::TenantTxn) and system scope) stays on SeaORM's sqlx connection.
@@ -199,7 +199,7 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
             return Ok(None);
         };
-        let rows = ready.run(&client, self, Commit::WithStatement).await;
+        let rows = ready.run(&client, self).await;
         match settle(rows, &client.statement_cache, stmt, false)? {
             Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
             None => Ok(None),
@@ -215,7 +215,7 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, fits).await? else {
             return Ok(None);
         };
-        let rows = ready.run(&client, self, Commit::WithStatement).await;
+        let rows = ready.run(&client, self).await;
         let Some(rows) = settle(rows, &client.statement_cache, stmt, false)? else {
             return Ok(None);
         };
@@ -239,7 +239,7 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
             return Ok(None);
         };
-        let rows = ready.run(&client, self, Commit::WithStatement).await;
+        let rows = ready.run(&client, self).await;
         match settle(rows, &client.statement_cache, stmt, true)? {
             Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
             None => Ok(None),
@@ -252,46 +252,8 @@ impl Route<'_> {
         let Some((client, ready)) = self.prepare(stmt, |_| Some(())).await? else {
             return Ok(None);
         };
-        let count = ready.execute(&client, self, Commit::WithStatement).await;
+        let count = ready.execute(&client, self).await;
         settle(count, &client.statement_cache, stmt, true)
-    }
-
-    /// Like [`write_models`](Self::write_models) in RLS mode, leaving the transaction open: the
-    /// caller ends it with [`Open::commit`] or [`Open::rollback`] after work that must succeed
-    /// for the write to stand (a SeaORM `after_save` hook).
-    pub(crate) async fn open_models<M>(
-        &self,
-        stmt: &Statement,
-        decoder: &Decoder<M>,
-        columns: &[&str],
-    ) -> Result<Option<(Vec<M>, Open)>> {
-        let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
-            return Ok(None);
-        };
-        // Owned by the guard before anything is sent: dropped from here on, the connection
-        // leaves the pool instead of going back with the transaction open.
-        let open = Open::new(client);
-        let rows = ready.run(open.client(), self, Commit::Later).await;
-        let Some(rows) = settle(rows, open.cache(), stmt, true)? else {
-            open.rollback().await;
-            return Ok(None);
-        };
-        Ok(Some((decode(decoder, &rows, &ready.fit)?, open)))
-    }
-
-    /// Like [`write_count`](Self::write_count) in RLS mode, leaving the transaction open as
-    /// [`open_models`](Self::open_models) does.
-    pub(crate) async fn open_count(&self, stmt: &Statement) -> Result<Option<(u64, Open)>> {
-        let Some((client, ready)) = self.prepare(stmt, |_| Some(())).await? else {
-            return Ok(None);
-        };
-        let open = Open::new(client);
-        let count = ready.execute(open.client(), self, Commit::Later).await;
-        let Some(count) = settle(count, open.cache(), stmt, true)? else {
-            open.rollback().await;
-            return Ok(None);
-        };
-        Ok(Some((count, open)))
     }
 
     /// Prepares `stmt` and checks that its values bind to the prepared parameters and that
@@ -348,28 +310,19 @@ impl Route<'_> {
     }
 }
 
-/// Whether a statement's `COMMIT` goes out with it (RLS mode).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Commit {
-    WithStatement,
-    /// Left to the caller's [`Open`].
-    Later,
-}
-
-/// Runs `$statement` (a tokio-postgres future) after the route's opening message (when it
-/// binds a tenant) and before `COMMIT` (unless `Later`); evaluates to `Result<_, Refusal>`.
+/// Runs `$statement` (a tokio-postgres future) after the route's opening message and before
+/// `COMMIT` when the route binds a tenant; evaluates to `Result<_, Refusal>`.
 ///
 /// Each future sends its request on its first poll, and `join!` polls them in order in one go:
 /// either none is sent (dropped before the first poll) or all are, so a cancelled statement
-/// never leaves its transaction, or its tenant, open on the connection (with `Later`, the
-/// caller's `Open` sees to that). When the statement fails, PostgreSQL answers the `COMMIT`
-/// with a rollback. A macro rather than an async fn taking the future: that would move the
+/// never leaves its transaction, or its tenant, open on the connection. When the statement
+/// fails, PostgreSQL answers the `COMMIT` with a rollback. A macro rather than an async fn taking the future: that would move the
 /// statement's future into another future's state on every pipelined statement.
 macro_rules! in_transaction {
-    ($client:expr, $begin:expr, $commit:expr, $statement:expr) => {
-        match ($begin, $commit) {
-            (None, _) => $statement.await.map_err(Refusal::from),
-            (Some(begin), Commit::WithStatement) => {
+    ($client:expr, $begin:expr, $statement:expr) => {
+        match $begin {
+            None => $statement.await.map_err(Refusal::from),
+            Some(begin) => {
                 let (opened, result, committed) = tokio::join!(
                     $client.batch_execute(begin),
                     $statement,
@@ -380,10 +333,6 @@ macro_rules! in_transaction {
                     committed?;
                     Ok(value)
                 })
-            }
-            (Some(begin), Commit::Later) => {
-                let (opened, result) = tokio::join!($client.batch_execute(begin), $statement);
-                opened.map_err(Refusal::from).and_then(|()| Ok(result?))
             }
         }
     };
@@ -398,20 +347,18 @@ struct Prepared<P> {
 
 impl<P> Prepared<P> {
     /// The statement's rows, run in the route's transaction: the opening message, the statement
-    /// and (unless `commit` is `Later`) the `COMMIT` are issued together, so they leave in one
-    /// write and return in one round trip.
+    /// and the `COMMIT` are issued together, so they leave in one write and return in one round
+    /// trip.
     async fn run(
         &self,
         client: &tokio_postgres::Client,
         route: &Route<'_>,
-        commit: Commit,
     ) -> Result<Vec<Row>, Refusal> {
         let refs = self.refs();
         route.pipeline.statements.fetch_add(1, Ordering::Relaxed);
         in_transaction!(
             client,
             route.begin.as_deref(),
-            commit,
             client.query(&self.statement, &refs)
         )
     }
@@ -421,14 +368,12 @@ impl<P> Prepared<P> {
         &self,
         client: &tokio_postgres::Client,
         route: &Route<'_>,
-        commit: Commit,
     ) -> Result<u64, Refusal> {
         let refs = self.refs();
         route.pipeline.statements.fetch_add(1, Ordering::Relaxed);
         in_transaction!(
             client,
             route.begin.as_deref(),
-            commit,
             client.execute(&self.statement, &refs)
         )
     }
@@ -499,68 +444,6 @@ fn decode<M>(decoder: &Decoder<M>, rows: &[Row], at: &[usize]) -> Result<Vec<M>>
         .map(|row| (decoder.decode)(row, at))
         .collect::<std::result::Result<Vec<M>, _>>()
         .map_err(db_err)
-}
-
-/// A write's transaction left open on its connection (RLS mode). Ending it returns the
-/// connection to the pool; dropping it unended takes the connection out of the pool and closes
-/// it, which makes PostgreSQL roll the transaction back: no later statement can run inside it,
-/// under its tenant.
-pub(crate) struct Open {
-    client: Option<deadpool_postgres::Object>,
-}
-
-impl Open {
-    fn new(client: deadpool_postgres::Object) -> Self {
-        Self {
-            client: Some(client),
-        }
-    }
-
-    fn client(&self) -> &tokio_postgres::Client {
-        self.object()
-    }
-
-    fn cache(&self) -> &deadpool_postgres::StatementCache {
-        &self.object().statement_cache
-    }
-
-    fn object(&self) -> &deadpool_postgres::Object {
-        self.client
-            .as_ref()
-            .expect("an open transaction has its connection")
-    }
-
-    /// Commits the write: `Some(())`, or `None` when PostgreSQL refused the `COMMIT` (a
-    /// deferred constraint, say), which rolled the write back: the caller runs it again on sqlx
-    /// for SeaORM's error.
-    pub(crate) async fn commit(mut self) -> Result<Option<()>> {
-        let committed = match self.client().batch_execute("COMMIT").await {
-            Ok(()) => Ok(Some(())),
-            Err(err) if err.as_db_error().is_some() => Ok(None),
-            Err(err) => Err(db_err(err)),
-        };
-        if committed.is_ok() {
-            // Ended either way: back to the pool.
-            self.client = None;
-        }
-        committed
-    }
-
-    /// Rolls the write back; on failure the connection is closed instead, which does the same.
-    pub(crate) async fn rollback(mut self) {
-        if self.client().batch_execute("ROLLBACK").await.is_ok() {
-            self.client = None;
-        }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            // Not back to the pool: the connection closes when its client is dropped.
-            drop(deadpool_postgres::Object::take(client));
-        }
-    }
 }
 
 #[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
