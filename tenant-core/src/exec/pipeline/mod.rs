@@ -196,14 +196,7 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
-        let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
-            return Ok(None);
-        };
-        let rows = ready.run(&client, self).await;
-        match settle(rows, &client.statement_cache, stmt, false)? {
-            Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
-            None => Ok(None),
-        }
+        self.decoded(stmt, decoder, columns, false).await
     }
 
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
@@ -236,11 +229,23 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
+        self.decoded(stmt, decoder, columns, true).await
+    }
+
+    /// The rows of `stmt` decoded as `M`s: a read, or a write (whose refusal is `None`, see
+    /// [`settle`]).
+    async fn decoded<M>(
+        &self,
+        stmt: &Statement,
+        decoder: &Decoder<M>,
+        columns: &[&str],
+        write: bool,
+    ) -> Result<Option<Vec<M>>> {
         let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
             return Ok(None);
         };
         let rows = ready.run(&client, self).await;
-        match settle(rows, &client.statement_cache, stmt, true)? {
+        match settle(rows, &client.statement_cache, stmt, write)? {
             Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
             None => Ok(None),
         }
