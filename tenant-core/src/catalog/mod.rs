@@ -461,11 +461,7 @@ impl Catalog {
 
     /// Admits an operation of `tenant`: `Ok` only while its entry is active.
     pub(crate) async fn admit(&self, tenant: TenantId) -> Result<()> {
-        let status = match self.cached(tenant) {
-            Some(known) => known.status(),
-            None => self.known(tenant).await?.status(),
-        };
-        match status {
+        match self.known(tenant).await?.status() {
             Some(TenantStatus::Active) => Ok(()),
             None => Err(Error::UnknownTenant { tenant }),
             Some(TenantStatus::Suspended) => Err(Error::TenantSuspended { tenant }),

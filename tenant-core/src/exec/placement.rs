@@ -4,7 +4,6 @@
 use sea_orm::DatabaseConnection;
 
 use super::TenantDb;
-#[cfg(feature = "pipeline")]
 use crate::catalog::Catalog;
 use crate::context::Access;
 use crate::ddl::Rls;
@@ -39,14 +38,13 @@ impl<'a> Pool<'a> {
 impl TenantDb {
     /// Refuses, before anything runs, an operation of a tenant the catalog does not admit.
     pub(super) async fn admit(&self, access: Option<&Access>) -> Result<()> {
-        match (&self.catalog, access) {
-            (Some(catalog), Some(Access::Tenant(id))) => catalog.admit(*id).await,
-            _ => Ok(()),
+        match self.admission(access) {
+            Some((catalog, tenant)) => catalog.admit(tenant).await,
+            None => Ok(()),
         }
     }
 
-    /// The catalog and tenant a pipelined statement must be admitted for first.
-    #[cfg(feature = "pipeline")]
+    /// The catalog and tenant an operation acting for `access` must be admitted by first.
     fn admission(&self, access: Option<&Access>) -> Option<(&Catalog, TenantId)> {
         match (&self.catalog, access) {
             (Some(catalog), Some(Access::Tenant(id))) => Some((catalog, *id)),
