@@ -158,7 +158,8 @@ impl TenantDb {
         Ok(self)
     }
 
-    /// The pool, for this crate's own catalog queries (no audit log line, unlike `unscoped`).
+    /// The pool, for this crate's own queries of PostgreSQL's system catalogs (the role check,
+    /// the audit); no audit log line, unlike `unscoped`.
     #[cfg(feature = "postgres")]
     pub(crate) fn raw(&self) -> &DatabaseConnection {
         &self.conn

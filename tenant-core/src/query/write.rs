@@ -694,10 +694,7 @@ mod piped {
                 Ok(A::after_save(model, &lazy, insert).await?)
             }
             .await;
-            return match lazy.into_unit() {
-                Some(unit) => unit.finish(result).await,
-                None => result,
-            };
+            return lazy.finish(result).await;
         }
 
         let lazy = Lazy::new(conn, plan.access());
@@ -752,10 +749,7 @@ mod piped {
                 Ok(())
             }
             .await;
-            return match lazy.into_unit() {
-                Some(unit) => unit.finish(result).await,
-                None => result,
-            };
+            return lazy.finish(result).await;
         }
 
         let lazy = Lazy::new(conn, plan.access());
