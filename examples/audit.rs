@@ -10,7 +10,7 @@
 
 use std::process::ExitCode;
 
-use tenant::{Rls, TenantSchema};
+use tenant::{Rls, TenantTables};
 
 mod post {
     #![allow(
@@ -70,8 +70,8 @@ mod comment {
 }
 
 /// The schema the application declares, exactly as its migrations create it.
-fn schema() -> TenantSchema {
-    TenantSchema::new()
+fn schema() -> TenantTables {
+    TenantTables::new()
         .table::<post::Entity>()
         .table::<comment::Entity>()
         .rls(Rls::default())

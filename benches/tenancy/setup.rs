@@ -1,6 +1,6 @@
 //! Databases, schema, roles, seed data and pools.
 //!
-//! PostgreSQL: ONE table, created by `TenantSchema` with RLS (`ENABLE` + `FORCE` and the
+//! PostgreSQL: ONE table, created by `TenantTables` with RLS (`ENABLE` + `FORCE` and the
 //! `tenant_isolation` policy). RLS mode and the hand-written `set_config` transaction connect as
 //! `tenant_app`, which the policy applies to. The other implementations connect as
 //! `tenant_bench_plain`, a role like `tenant_app` but with `BYPASSRLS`, so PostgreSQL plans their
@@ -18,7 +18,7 @@ use sea_orm::sqlx::sqlite::{
 use sea_orm::sqlx::{self, ConnectOptions as _, PgPool, QueryBuilder};
 use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
 use tenant::catalog::{Catalog, NewTenant, TenantStatus};
-use tenant::{Pipeline, Rls, TenantDb, TenantId, TenantSchema};
+use tenant::{Pipeline, Rls, TenantDb, TenantId, TenantTables};
 
 use crate::Result;
 use crate::data::{DataSet, Row};
@@ -68,7 +68,7 @@ pub(crate) async fn pg_seed(data: &DataSet) -> Result<PgData> {
         .connect_with(pg_options(&db.admin_url)?)
         .await?;
     let owner = SqlxPostgresConnector::from_sqlx_postgres_pool(admin.clone());
-    TenantSchema::new()
+    TenantTables::new()
         .table::<item::Entity>()
         .rls(Rls::default())
         .create(&owner)
@@ -287,7 +287,7 @@ pub(crate) async fn sqlite_seed(data: &DataSet) -> Result<SqliteData> {
         .connect_with(sqlite_options(&seeded.path))
         .await?;
     let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
-    TenantSchema::new()
+    TenantTables::new()
         .table::<item::Entity>()
         .create(&conn)
         .await?;

@@ -172,6 +172,17 @@ pub enum Error {
         /// Its status in the catalog.
         status: crate::catalog::TenantStatus,
     },
+    /// The tenant in scope is on an isolation tier this handle does not serve: nothing runs for
+    /// it here.
+    #[error(
+        "tenant {tenant} is on the {tier} tier, which this handle does not serve; only the shared and schema tiers run on a `TenantDb`"
+    )]
+    TierNotServed {
+        /// The tenant in scope.
+        tenant: crate::TenantId,
+        /// Its tier in the catalog.
+        tier: crate::catalog::Tier,
+    },
     /// A tenant catalog entry is not of a form the catalog accepts. The refused value is not
     /// repeated: a database reference may carry what must not reach a log.
     #[error("invalid tenant catalog entry: the {field} {reason}")]

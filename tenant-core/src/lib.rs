@@ -31,13 +31,15 @@ mod id;
 mod query;
 mod scope;
 
-#[cfg(feature = "postgres")]
-pub use audit::audit;
 pub use audit::{Finding, FindingKind, Report};
+#[cfg(feature = "postgres")]
+pub use audit::{audit, audit_in};
 pub use context::{SystemScope, current, scope, spawn};
+#[expect(deprecated, reason = "the former name stays usable")]
+pub use ddl::TenantSchema;
 pub use ddl::{ExpectedForeignKey, ExpectedIndex, ExpectedPolicy, ExpectedTable};
 pub use ddl::{PolicyForm, Rls};
-pub use ddl::{Table, TableStatements, TenantSchema, create_schema, table, table_statements};
+pub use ddl::{Table, TableStatements, TenantTables, create_schema, table, table_statements};
 pub use entity::{TableSpec, Tenancy, TenantScoped};
 pub use error::{Error, Result};
 #[cfg(feature = "pipeline")]

@@ -9,16 +9,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
-use tenant::{Error, FindingKind, PolicyForm, Report, Rls, TenantDb, TenantSchema};
+use tenant::{Error, FindingKind, PolicyForm, Report, Rls, TenantDb, TenantTables};
 
 use crate::pg;
 
-fn schema() -> TenantSchema {
+fn schema() -> TenantTables {
     schema_with(Rls::default())
 }
 
-fn schema_with(rls: Rls) -> TenantSchema {
-    TenantSchema::new()
+fn schema_with(rls: Rls) -> TenantTables {
+    TenantTables::new()
         .tables(crate::common::entities::tables())
         .rls(rls)
 }
@@ -67,7 +67,7 @@ impl Db {
         self.audit_of(&schema()).await
     }
 
-    async fn audit_of(&self, schema: &TenantSchema) -> Report {
+    async fn audit_of(&self, schema: &TenantTables) -> Report {
         let app = connect(&self.test_db.app_url).await;
         let report = tenant::audit(&app, schema).await.expect("audit");
         app.close().await.ok();

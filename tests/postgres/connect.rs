@@ -1,13 +1,13 @@
 //! `TenantDb::connect` and `TenantDb::builder`: the library opens the pools, checks the role in
 //! RLS mode, runs the start-up audit, and adds the system connection and the pipeline.
 
-use tenant::{Error, Rls, TenantDb, TenantRepo, TenantSchema};
+use tenant::{Error, Rls, TenantDb, TenantRepo, TenantTables};
 
 use crate::common::entities::{self, post};
 use crate::common::new_post;
 
-fn schema() -> TenantSchema {
-    TenantSchema::new()
+fn schema() -> TenantTables {
+    TenantTables::new()
         .tables(entities::tables())
         .rls(Rls::default())
 }
@@ -113,7 +113,7 @@ async fn the_builder_refuses_a_database_the_audit_finds_fault_with() {
     assert_eq!(report.findings().len(), 1, "{report}");
     assert_eq!(report.findings()[0].kind, tenant::FindingKind::RlsDisabled);
     // A schema declaring other RLS settings than the handle's is refused before the audit.
-    let other = TenantSchema::new()
+    let other = TenantTables::new()
         .tables(entities::tables())
         .rls(Rls::new("app.other").unwrap());
     let err = TenantDb::builder(test_db.app_url.clone())
@@ -134,7 +134,7 @@ async fn session_state_left_through_the_escape_hatch_never_reaches_scoped_units(
     let test_db = crate::pg::fresh_database().await;
     let owner = TenantDb::connect(&test_db.admin_url).await.unwrap();
     let raw = owner.unscoped(&tenant::AssertUnscoped::new("test: create the schema"));
-    TenantSchema::new()
+    TenantTables::new()
         .tables(entities::tables())
         .create(raw)
         .await

@@ -20,6 +20,7 @@ mod pipeline;
 mod pipeline_writes;
 mod pooled;
 mod rls;
+mod tiers;
 
 use common::Env;
 
@@ -96,4 +97,68 @@ mod rls_pipeline_mode {
     }
 
     crate::scenarios!(setup);
+}
+
+/// Every scenario again with both tenants on schemas of their own (the catalog says so), the
+/// handle in app-level mode: the schema is the isolation.
+mod schema_tier {
+    use super::{Env, connections};
+    use crate::common::Tiers;
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        let role = crate::pg::cluster().app_role().to_owned();
+        Env::new_tiered(app, raw, &role, false, Tiers::Schema, Box::new(keep)).await
+    }
+
+    crate::scenarios!(@with_catalog setup);
+}
+
+/// Every scenario again on schemas of their own, in RLS mode, with the pipeline.
+mod schema_tier_rls_pipeline {
+    use super::{Env, connections};
+    use crate::common::Tiers;
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        let role = crate::pg::cluster().app_role().to_owned();
+        let url = keep.app_url.clone();
+        Env::new_tiered(app, raw, &role, true, Tiers::Schema, Box::new(keep))
+            .await
+            .with_pipeline(&url, 2)
+    }
+
+    crate::scenarios!(@with_catalog setup);
+}
+
+/// Every scenario again on one handle serving a tenant of its own schema (`acme`) and a tenant
+/// of the shared tables (`globex`), in RLS mode.
+mod hybrid_rls {
+    use super::{Env, connections};
+    use crate::common::Tiers;
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        let role = crate::pg::cluster().app_role().to_owned();
+        Env::new_tiered(app, raw, &role, true, Tiers::Hybrid, Box::new(keep)).await
+    }
+
+    crate::scenarios!(@with_catalog setup);
+}
+
+/// The hybrid handle in app-level mode, with the pipeline.
+mod hybrid_pipeline {
+    use super::{Env, connections};
+    use crate::common::Tiers;
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        let role = crate::pg::cluster().app_role().to_owned();
+        let url = keep.app_url.clone();
+        Env::new_tiered(app, raw, &role, false, Tiers::Hybrid, Box::new(keep))
+            .await
+            .with_pipeline(&url, 2)
+    }
+
+    crate::scenarios!(@with_catalog setup);
 }

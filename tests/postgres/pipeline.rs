@@ -24,7 +24,7 @@ pub(crate) async fn env(rls: bool, size: usize) -> Env {
 
 /// Creates `E`'s table, with its policy when `env` is in RLS mode.
 pub(crate) async fn create_table<E: tenant::Tenancy>(env: &Env) {
-    let mut schema = tenant::TenantSchema::new().table::<E>();
+    let mut schema = tenant::TenantTables::new().table::<E>();
     if env.rls {
         schema = schema.rls(tenant::Rls::default());
     }
@@ -432,10 +432,13 @@ async fn a_column_type_changed_under_cached_statements(rls: bool, pipelined: boo
     for round in 0..2 {
         work(round).await.unwrap();
     }
-    env.plant(sea_orm::Statement::from_string(
-        sea_orm::DbBackend::Postgres,
-        "ALTER TABLE post ALTER COLUMN title TYPE varchar(200)",
-    ))
+    env.plant(
+        env.acme,
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "ALTER TABLE post ALTER COLUMN title TYPE varchar(200)",
+        ),
+    )
     .await;
     for round in 2..6 {
         let before = env.pipeline.as_ref().map(tenant::Pipeline::statements);

@@ -100,7 +100,7 @@ async fn run(env: &Env, kind: Kind, acme_post: Uuid) {
 
 /// Drops every operation kind after 1, 2, 3, .. polls until it completes, checking the one
 /// pooled connection (and the pipeline's, if any) after each drop.
-async fn cancel_at_every_poll(env: &Env, label: &str) {
+pub(crate) async fn cancel_at_every_poll(env: &Env, label: &str) {
     let s = env.seed().await;
     for kind in KINDS {
         let mut polls = 1;
@@ -155,6 +155,7 @@ async fn assert_clean(env: &Env, at: &str) {
     // `statement_timestamp()`; inside one left open, `now()` is older.
     let row = sqlx::raw_sql(
         "SELECT coalesce(current_setting('app.tenant_id', true), '') AS setting, \
+                current_schema()::text AS schema, \
                 now() = statement_timestamp() AS own_transaction, \
                 (SELECT count(*) FROM post) AS posts",
     )
@@ -169,6 +170,11 @@ async fn assert_clean(env: &Env, at: &str) {
         row.get::<String, _>("setting"),
         "",
         "{at}: a tenant binding was left"
+    );
+    assert_eq!(
+        row.get::<String, _>("schema"),
+        "public",
+        "{at}: a tenant's schema was left on the search path"
     );
     // A connection closed with its transaction open (the pipeline's way with a write dropped
     // mid-transaction) is out of every pool at once; its backend notices the closed socket a
@@ -208,13 +214,19 @@ async fn assert_clean(env: &Env, at: &str) {
 
 async fn direct(rls: bool) -> Env {
     let test_db = crate::pg::fresh_database().await;
-    one_connection_env(ConnectOptions::new(test_db.app_url.clone()), test_db, rls).await
+    one_connection_env(
+        ConnectOptions::new(test_db.app_url.clone()),
+        test_db,
+        rls,
+        None,
+    )
+    .await
 }
 
 async fn pipelined(rls: bool) -> Env {
     let test_db = crate::pg::fresh_database().await;
     let url = test_db.app_url.clone();
-    one_connection_env(ConnectOptions::new(url.clone()), test_db, rls)
+    one_connection_env(ConnectOptions::new(url.clone()), test_db, rls, None)
         .await
         .with_pipeline(&url, 1)
 }
@@ -248,7 +260,7 @@ async fn rls_operations_dropped_at_every_poll_through_pgbouncer_leave_no_state()
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let test_db = crate::pg::fresh_database().await;
     let options = bouncer.connect_options(&test_db.app_url);
-    let env = one_connection_env(options, test_db, true).await;
+    let env = one_connection_env(options, test_db, true, None).await;
     cancel_at_every_poll(&env, "RLS, PgBouncer").await;
 }
 

@@ -291,7 +291,7 @@ async fn the_same_ten_thousand_operations_through_pgbouncer_in_transaction_mode_
 
 /// An RLS-mode environment whose application pool has exactly one connection.
 async fn single_connection_env(options: ConnectOptions, test_db: crate::pg::TestDb) -> Env {
-    one_connection_env(options, test_db, true).await
+    one_connection_env(options, test_db, true, None).await
 }
 
 /// An environment, in RLS mode or not, whose application pool (made from `options`) has exactly
@@ -300,6 +300,7 @@ pub(crate) async fn one_connection_env(
     mut options: ConnectOptions,
     test_db: crate::pg::TestDb,
     rls: bool,
+    tiers: Option<crate::common::Tiers>,
 ) -> Env {
     options
         .max_connections(1)
@@ -317,10 +318,13 @@ pub(crate) async fn one_connection_env(
     let raw = Database::connect(admin)
         .await
         .expect("connect as the owner");
-    if rls {
-        Env::new_rls(app, raw, Box::new(test_db)).await
-    } else {
-        Env::new(app, raw, Box::new(test_db)).await
+    match tiers {
+        Some(tiers) => {
+            let role = crate::pg::cluster().app_role().to_owned();
+            Env::new_tiered(app, raw, &role, rls, tiers, Box::new(test_db)).await
+        }
+        None if rls => Env::new_rls(app, raw, Box::new(test_db)).await,
+        None => Env::new(app, raw, Box::new(test_db)).await,
     }
 }
 
@@ -736,6 +740,7 @@ pub(crate) async fn assert_no_binding_on_pipeline(pipeline: &tenant::Pipeline) {
     let messages = client
         .simple_query(
             "SELECT coalesce(current_setting('app.tenant_id', true), '') AS setting, \
+                    current_schema()::text AS schema, \
                     (SELECT count(*) FROM post) AS posts, \
                     now() = statement_timestamp() AS own_transaction",
         )
@@ -749,6 +754,11 @@ pub(crate) async fn assert_no_binding_on_pipeline(pipeline: &tenant::Pipeline) {
         })
         .unwrap();
     assert_eq!(row.get("setting"), Some(""), "a tenant binding was left");
+    assert_eq!(
+        row.get("schema"),
+        Some("public"),
+        "a tenant schema was left"
+    );
     assert_eq!(row.get("posts"), Some("0"), "rows visible with no tenant");
     assert_eq!(
         row.get("own_transaction"),

@@ -324,3 +324,38 @@ async fn the_builder_connects_to_sqlite_and_refuses_rls_mode_there() {
         "{err:?}"
     );
 }
+
+/// SQLite has no schemas: a tenant the catalog puts on the schema tier fails closed with an error
+/// a caller can match, before any SQL, and so does provisioning one.
+#[tokio::test]
+async fn a_schema_tier_tenant_on_sqlite_is_refused_before_any_sql() {
+    use common::entities::post;
+    use tenant::catalog::{Catalog, NewTenant, TenantStatus};
+    let env = setup().await;
+    let catalog = Catalog::new(env.raw.clone());
+    catalog.create_table().await.unwrap();
+    catalog
+        .register(NewTenant::schema(env.acme, "acme", "t_acme").status(TenantStatus::Active))
+        .await
+        .unwrap();
+    let db = env.db.clone().with_catalog(catalog);
+    let err = tenant::scope(env.acme, post::Entity::find().all(&db))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tenant::Error::NeedsPostgres {
+                feature: "schema-per-tenant",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = tenant::TenantTables::new()
+        .tables(common::entities::tables())
+        .create_in(&env.raw, "t_acme")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, tenant::Error::NeedsPostgres { .. }), "{err}");
+}

@@ -1,11 +1,11 @@
 //! The start-up audit: does the live PostgreSQL database isolate tenants the way the
-//! [`TenantSchema`](crate::TenantSchema) declares? What it checks and how is documented on
+//! [`TenantTables`](crate::TenantTables) declares? What it checks and how is documented on
 //! `audit` itself, the public item.
 
 use std::fmt;
 
 #[cfg(feature = "postgres")]
-use crate::{Error, Result, TenantSchema};
+use crate::{Error, Result, TenantTables};
 
 /// What kind of problem a [`Finding`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,6 +56,9 @@ pub struct Finding {
     pub kind: FindingKind,
     /// The table concerned, `None` for a finding about the role.
     pub table: Option<String>,
+    /// The schema-tier tenant schema the table is in ([`audit_in`]); `None` for the tables on
+    /// the search path and the role.
+    pub schema: Option<String>,
     /// What is wrong and why it matters.
     pub message: String,
     /// What to do about it, usually the SQL to run as the tables' owner or an administrator.
@@ -71,6 +74,7 @@ impl Finding {
         Self {
             kind,
             table: table.map(str::to_owned),
+            schema: None,
             message,
             fix,
         }
@@ -79,7 +83,16 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}; fix: {}", self.message, self.fix)
+        match &self.schema {
+            Some(schema) => write!(
+                f,
+                "in schema `{schema}`: {}; fix (with `SET search_path = {}`): {}",
+                self.message,
+                crate::ddl::quote_ident(schema),
+                self.fix
+            ),
+            None => write!(f, "{}; fix: {}", self.message, self.fix),
+        }
     }
 }
 
@@ -154,11 +167,11 @@ impl fmt::Display for Report {
 /// Run it on the **application role's** connection (the one given to
 /// [`TenantDb::with_rls`](crate::TenantDb::with_rls)): the role checks are about
 /// `current_user`. Every finding is also logged at `WARN` to the `tenant::audit` tracing target.
-/// Without [`rls`](crate::TenantSchema::rls) on the schema, only the keys are checked.
+/// Without [`rls`](crate::TenantTables::rls) on the schema, only the keys are checked.
 ///
 /// # What is checked
 ///
-/// On the role (only when the schema has [`rls`](crate::TenantSchema::rls)): superuser,
+/// On the role (only when the schema has [`rls`](crate::TenantTables::rls)): superuser,
 /// `BYPASSRLS`, and membership (direct or through other roles) in a role that is either, since
 /// `SET ROLE` would escape the policies; and a value of the tenant setting outside any
 /// transaction (`ALTER ROLE .. SET`, `ALTER DATABASE .. SET`, the server's configuration), which
@@ -174,7 +187,7 @@ impl fmt::Display for Report {
 ///   role (permissive policies are OR-ed);
 /// - always: every declared tenant-leading index, per-tenant unique and tenant-consistent foreign
 ///   key exists with the declared columns, under any name (a primary key serves as a unique)
-///   ([`TenantSchema::expected`](crate::TenantSchema::expected)); no unique index other than the
+///   ([`TenantTables::expected`](crate::TenantTables::expected)); no unique index other than the
 ///   primary key leaves out the tenant column, expression indexes included; and no exclusion
 ///   constraint leaves it out of its `=` comparisons (a global unique is an existence oracle
 ///   across tenants: RLS does not filter unique violations).
@@ -206,7 +219,7 @@ impl fmt::Display for Report {
 /// ```no_run
 /// # async fn run(tables: Vec<tenant_core::Table>) -> Result<(), Box<dyn std::error::Error>> {
 /// let conn = sea_orm::Database::connect("postgres://app@localhost/app").await?;
-/// let schema = tenant_core::TenantSchema::new()
+/// let schema = tenant_core::TenantTables::new()
 ///    .tables(tables)
 ///    .rls(tenant_core::Rls::default());
 /// let report = tenant_core::audit(&conn, &schema).await?;
@@ -215,7 +228,7 @@ impl fmt::Display for Report {
 /// ```
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub async fn audit(conn: &sea_orm::DatabaseConnection, schema: &TenantSchema) -> Result<Report> {
+pub async fn audit(conn: &sea_orm::DatabaseConnection, schema: &TenantTables) -> Result<Report> {
     if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
         return Err(Error::NeedsPostgres {
             feature: "the audit",
@@ -244,6 +257,77 @@ pub async fn audit(conn: &sea_orm::DatabaseConnection, schema: &TenantSchema) ->
     Ok(Report { findings })
 }
 
+/// Audits a schema-tier tenant's own `schema` against `tables`: every check
+/// [`audit`] makes on the tenant tables, made on the copies in that schema (created by
+/// [`TenantTables::create_in`](crate::TenantTables::create_in)). A table missing from the schema
+/// is a finding even when the shared schemas have one of that name: the schema's tenant would
+/// read and write there instead. The role checks are [`audit`]'s, once for every schema.
+///
+/// Runs in a transaction that is rolled back, with `search_path` set to the schema alone. Each
+/// finding names the schema ([`Finding::schema`]).
+///
+/// # Errors
+///
+/// [`Error::NeedsPostgres`] when `conn` is not PostgreSQL; [`Error::InvalidName`] when `schema`
+/// is not a tenant schema name; or the database's error.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "pins the audit's own transaction to the schema it audits"
+)]
+pub async fn audit_in(
+    conn: &sea_orm::DatabaseConnection,
+    tables: &TenantTables,
+    schema: &str,
+) -> Result<Report> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Err(Error::NeedsPostgres {
+            feature: "the audit",
+            backend: conn.get_database_backend(),
+        });
+    }
+    if !crate::ddl::is_tenant_schema_name(schema) {
+        return Err(Error::InvalidName {
+            what: "tenant schema",
+            name: schema.to_owned(),
+            expected: "a lowercase identifier of its own (not `public`, `information_schema` or `pg_*`)",
+        });
+    }
+    let txn = conn.begin().await?;
+    txn.execute_unprepared(&format!(
+        "SET LOCAL search_path = {}, pg_temp",
+        crate::ddl::quote_ident(schema)
+    ))
+    .await?;
+    let mut findings = Vec::new();
+    let checked = async {
+        for table in tables.expected() {
+            if table.tenant_column.is_some() {
+                pg::table(&txn, &table, &mut findings).await?;
+            }
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    txn.rollback().await?;
+    checked?;
+    for f in &mut findings {
+        f.schema = Some(schema.to_owned());
+        tracing::warn!(
+            target: "tenant::audit",
+            kind = ?f.kind,
+            schema,
+            table = f.table.as_deref(),
+            fix = %f.fix,
+            "{}",
+            f.message
+        );
+    }
+    Ok(Report { findings })
+}
+
 /// The catalog queries. Every name written into SQL is quoted with `quote_ident` or comes
 /// quoted from PostgreSQL (`format('%I')`); values are bound.
 #[cfg(feature = "postgres")]
@@ -251,9 +335,13 @@ mod pg {
     use std::collections::BTreeMap;
 
     use sea_orm::{
-        ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, TransactionTrait,
+        ConnectionTrait, DbBackend, QueryResult, Statement, TransactionSession, TransactionTrait,
         Value,
     };
+
+    /// A connection the checks run on: a pool, or the transaction of a schema's audit.
+    pub(super) trait Conn: ConnectionTrait + TransactionTrait + Sync {}
+    impl<C: ConnectionTrait + TransactionTrait + Sync> Conn for C {}
 
     use super::{Finding, FindingKind as Kind};
     use crate::Result;
@@ -303,11 +391,7 @@ mod pg {
 
     /// `current_user`'s own rights, the privileged roles it can `SET ROLE` to, and a default of
     /// the tenant setting for its sessions.
-    pub(super) async fn role(
-        conn: &DatabaseConnection,
-        rls: &Rls,
-        out: &mut Vec<Finding>,
-    ) -> Result<()> {
+    pub(super) async fn role<C: Conn>(conn: &C, rls: &Rls, out: &mut Vec<Finding>) -> Result<()> {
         const ROLE: &str = "SELECT current_user::text, r.rolsuper, r.rolbypassrls \
                             FROM pg_roles r WHERE r.rolname = current_user";
         // `pg_has_role(.., 'MEMBER')` follows membership through intermediate roles.
@@ -374,11 +458,7 @@ mod pg {
     /// does not list custom settings), else the server's configuration, the connection's options
     /// or a session-level `SET` left on the pooled connection, which binds every later borrower
     /// just the same.
-    async fn setting_default(
-        conn: &DatabaseConnection,
-        rls: &Rls,
-        out: &mut Vec<Finding>,
-    ) -> Result<()> {
+    async fn setting_default<C: Conn>(conn: &C, rls: &Rls, out: &mut Vec<Finding>) -> Result<()> {
         const SETTING: &str = "SELECT coalesce(current_setting($1, true), ''), \
                    (SELECT CASE WHEN s.setrole <> 0 AND s.setdatabase <> 0 THEN 'database user' \
                                 WHEN s.setrole <> 0 THEN 'user' ELSE 'database' END \
@@ -435,8 +515,8 @@ mod pg {
     }
 
     /// Every check on one tenant table.
-    pub(super) async fn table(
-        conn: &DatabaseConnection,
+    pub(super) async fn table<C: Conn>(
+        conn: &C,
         t: &ExpectedTable,
         out: &mut Vec<Finding>,
     ) -> Result<()> {
@@ -462,7 +542,7 @@ mod pg {
                 Kind::TableMissing,
                 Some(name),
                 format!("tenant table `{name}` does not exist, or is not on the `search_path`"),
-                "run the schema's migrations (`TenantSchema::statements`) as the tables' owner"
+                "run the schema's migrations (`TenantTables::statements`) as the tables' owner"
                     .to_owned(),
             ));
             return Ok(());
@@ -530,8 +610,8 @@ mod pg {
         with_check: Option<String>,
     }
 
-    async fn policies(
-        conn: &DatabaseConnection,
+    async fn policies<C: Conn>(
+        conn: &C,
         t: &ExpectedTable,
         declared: &ExpectedPolicy,
         oid: i64,
@@ -617,8 +697,8 @@ mod pg {
     }
 
     /// How the live policy `p` differs from `declared`, one phrase per difference.
-    async fn differences(
-        conn: &DatabaseConnection,
+    async fn differences<C: Conn>(
+        conn: &C,
         p: &LivePolicy,
         declared: &ExpectedPolicy,
         qualified: &str,
@@ -668,8 +748,8 @@ mod pg {
     /// The declared `USING` and `WITH CHECK` as PostgreSQL prints them, read from the same
     /// policy put on a temporary copy of the table in a transaction that is rolled back; as
     /// text when that is refused.
-    async fn declared_as_printed(
-        conn: &DatabaseConnection,
+    async fn declared_as_printed<C: Conn>(
+        conn: &C,
         qualified: &str,
         declared: &ExpectedPolicy,
     ) -> (Canonical, Canonical) {
@@ -705,8 +785,8 @@ mod pg {
         clippy::disallowed_methods,
         reason = "catalog queries this crate writes, with bound values"
     )]
-    async fn probe(
-        conn: &DatabaseConnection,
+    async fn probe<C: Conn>(
+        conn: &C,
         statements: [String; 2],
         read: &str,
     ) -> Result<Option<(String, String)>> {
@@ -763,8 +843,8 @@ mod pg {
     }
 
     /// The declared keys (drift) and the global uniques.
-    async fn keys(
-        conn: &DatabaseConnection,
+    async fn keys<C: Conn>(
+        conn: &C,
         t: &ExpectedTable,
         tenant: &str,
         oid: i64,

@@ -89,6 +89,16 @@ pub enum TenantStatus {
     Offboarded,
 }
 
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::Shared => "shared",
+            Tier::Schema => "schema",
+            Tier::Database => "database",
+        })
+    }
+}
+
 impl fmt::Display for TenantStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -213,10 +223,7 @@ impl NewTenant {
             );
         }
         if let Some(schema) = &self.schema_name
-            && (!crate::ddl::is_plain_ident(schema)
-                || schema.starts_with("pg_")
-                || schema == "public"
-                || schema == "information_schema")
+            && !crate::ddl::is_tenant_schema_name(schema)
         {
             return invalid(
                 "schema name",
@@ -308,15 +315,6 @@ struct Cached {
 enum Known {
     Entry(Arc<TenantRecord>),
     Absent,
-}
-
-impl Known {
-    fn status(&self) -> Option<TenantStatus> {
-        match self {
-            Known::Entry(entry) => Some(entry.status),
-            Known::Absent => None,
-        }
-    }
 }
 
 impl Catalog {
@@ -459,14 +457,17 @@ impl Catalog {
         self.cache_mut().clear();
     }
 
-    /// Admits an operation of `tenant`: `Ok` only while its entry is active.
-    pub(crate) async fn admit(&self, tenant: TenantId) -> Result<()> {
-        match self.known(tenant).await?.status() {
-            Some(TenantStatus::Active) => Ok(()),
-            None => Err(Error::UnknownTenant { tenant }),
-            Some(TenantStatus::Suspended) => Err(Error::TenantSuspended { tenant }),
-            Some(TenantStatus::Offboarded) => Err(Error::TenantOffboarded { tenant }),
-            Some(status @ (TenantStatus::Provisioning | TenantStatus::Moving)) => {
+    /// Admits an operation of `tenant`: its entry, only while it is active.
+    pub(crate) async fn admit(&self, tenant: TenantId) -> Result<Arc<TenantRecord>> {
+        let entry = match self.known(tenant).await? {
+            Known::Entry(entry) => entry,
+            Known::Absent => return Err(Error::UnknownTenant { tenant }),
+        };
+        match entry.status {
+            TenantStatus::Active => Ok(entry),
+            TenantStatus::Suspended => Err(Error::TenantSuspended { tenant }),
+            TenantStatus::Offboarded => Err(Error::TenantOffboarded { tenant }),
+            status @ (TenantStatus::Provisioning | TenantStatus::Moving) => {
                 Err(Error::TenantUnavailable { tenant, status })
             }
         }

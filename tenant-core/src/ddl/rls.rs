@@ -73,16 +73,7 @@ impl Rls {
     /// [`Error::InvalidName`] when `schemas` is empty or a name is not a lowercase identifier (the
     /// names are written into SQL, so nothing else is let through).
     pub fn with_search_path(mut self, schemas: &[&str]) -> Result<Self> {
-        // `pg_temp` is always appended last; named earlier it would search temporary tables first.
-        let valid = |s: &&str| is_plain_ident(s) && !s.starts_with("pg_temp");
-        if schemas.is_empty() || !schemas.iter().all(valid) {
-            return Err(Error::InvalidName {
-                what: "search path",
-                name: schemas.join(", "),
-                expected: "one or more lowercase identifiers other than `pg_temp`, such as `public`",
-            });
-        }
-        self.search_path = schemas.join(", ");
+        self.search_path = super::ident::search_path(schemas)?;
         Ok(self)
     }
 

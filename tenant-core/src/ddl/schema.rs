@@ -9,10 +9,10 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ConnectionTrait, DbBackend, IdenStatic, Iterable, PrimaryKeyToColumn, RelationTrait, Schema,
-    Statement,
+    Statement, TransactionSession, TransactionTrait,
 };
 
-use super::ident::quote_ident;
+use super::ident::{is_plain_ident, is_tenant_schema_name, quote_ident};
 use super::rls::Rls;
 use crate::Result;
 use crate::entity::Tenancy;
@@ -27,7 +27,7 @@ pub struct TableStatements {
 }
 
 /// The statements for `E` on `backend`; parents named in `known` are referenced
-/// tenant-consistently (see [`TenantSchema`]).
+/// tenant-consistently (see [`TenantTables`]).
 fn entity_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableStatements {
     let entity = E::default();
     let table_name = entity.table_name();
@@ -109,13 +109,13 @@ fn table_ref_name(table: &sea_orm::sea_query::TableRef) -> String {
 }
 
 /// The statements for `E` alone on `backend`: the table, its tenant column, and the
-/// tenant-leading keys. For references to tenant-scoped parents, use [`TenantSchema`].
+/// tenant-leading keys. For references to tenant-scoped parents, use [`TenantTables`].
 pub fn table_statements<E: Tenancy>(backend: DbBackend) -> TableStatements {
     entity_statements::<E>(backend, &[])
 }
 
-/// What one table of a [`TenantSchema`] must look like in the live database: the objects its
-/// statements create, read back from those very statements (see [`TenantSchema::expected`]).
+/// What one table of a [`TenantTables`] must look like in the live database: the objects its
+/// statements create, read back from those very statements (see [`TenantTables::expected`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExpectedTable {
@@ -128,7 +128,7 @@ pub struct ExpectedTable {
     pub indexes: Vec<ExpectedIndex>,
     /// The tenant-consistent foreign keys `(tenant, parent key)` to tenant-scoped parents.
     pub foreign_keys: Vec<ExpectedForeignKey>,
-    /// The Row-Level Security policy, when the schema has [`rls`](TenantSchema::rls) and the
+    /// The Row-Level Security policy, when the schema has [`rls`](TenantTables::rls) and the
     /// table is tenant-scoped.
     pub policy: Option<ExpectedPolicy>,
 }
@@ -285,7 +285,7 @@ impl Table {
     }
 }
 
-/// `E`'s schema, for [`TenantSchema`] and [`create_schema`].
+/// `E`'s schema, for [`TenantTables`] and [`create_schema`].
 pub fn table<E: Tenancy>() -> Table {
     Table {
         name: E::default().table_name(),
@@ -302,19 +302,19 @@ pub fn table<E: Tenancy>() -> Table {
 /// Usable from a `sea-orm-migration` migration, one entity at a time or all at once:
 ///
 /// ```ignore
-/// let schema = TenantSchema::new().table::<post::Entity>().table::<comment::Entity>().rls(Rls::default());
+/// let schema = TenantTables::new().table::<post::Entity>().table::<comment::Entity>().rls(Rls::default());
 /// let db = manager.get_connection();
 /// for stmt in schema.statements_for("comment", db.get_database_backend()) {
 ///     db.execute_raw(stmt).await?;
 /// }
 /// ```
 #[derive(Debug, Default)]
-pub struct TenantSchema {
+pub struct TenantTables {
     tables: Vec<Table>,
     rls: Option<Rls>,
 }
 
-impl TenantSchema {
+impl TenantTables {
     /// An empty schema.
     pub fn new() -> Self {
         Self::default()
@@ -363,7 +363,7 @@ impl TenantSchema {
             .tables
             .iter()
             .find(|t| t.name == name)
-            .unwrap_or_else(|| panic!("`{name}` is not a table of this `TenantSchema`"));
+            .unwrap_or_else(|| panic!("`{name}` is not a table of this `TenantTables`"));
         self.statements_of(t, backend)
     }
 
@@ -416,14 +416,129 @@ impl TenantSchema {
     }
 }
 
+impl TenantTables {
+    /// The statements that give a schema-tier tenant its own copy of the tenant tables in
+    /// `schema`, in the order to run them, in one transaction (PostgreSQL):
+    /// `CREATE SCHEMA IF NOT EXISTS`, `SET LOCAL search_path = <schema>, <shared schemas>`, then
+    /// every tenant table's statements. Global tables are not copied: they stay in the shared
+    /// schemas (the [`Rls`]'s search path, or `public`), where the copies' foreign keys find
+    /// them.
+    ///
+    /// The copies keep their tenant column, keys and (with [`rls`](Self::rls)) policies: the
+    /// schema isolates the tenant, and the app-level predicate and the policies still hold inside
+    /// it. Re-runnable, as [`statements`](Self::statements) is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`](crate::Error::InvalidName) when `schema` is not a lowercase
+    /// identifier of its own (not `public`, `information_schema` or `pg_*`).
+    pub fn statements_in(&self, schema: &str) -> Result<Vec<Statement>> {
+        let quoted = own_schema(schema)?;
+        let shared = self.rls.as_ref().map_or("public", |rls| rls.search_path());
+        let raw = |sql: String| Statement::from_string(DbBackend::Postgres, sql);
+        let mut out = vec![
+            raw(format!("CREATE SCHEMA IF NOT EXISTS {quoted}")),
+            raw(format!("SET LOCAL search_path = {quoted}, {shared}")),
+        ];
+        out.extend(
+            self.tables
+                .iter()
+                .filter(|t| t.tenant_column.is_some())
+                .flat_map(|t| self.statements_of(t, DbBackend::Postgres)),
+        );
+        Ok(out)
+    }
+
+    /// Runs [`statements_in`](Self::statements_in) on `conn` (the owner's connection) in one
+    /// transaction: a schema-tier tenant's tables in `schema`, all or none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NeedsPostgres`](crate::Error::NeedsPostgres) when `conn` is not PostgreSQL;
+    /// [`Error::InvalidName`](crate::Error::InvalidName) for `schema` as in
+    /// [`statements_in`](Self::statements_in); the database's error.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "DDL this crate generates from the declaration"
+    )]
+    pub async fn create_in<C: ConnectionTrait + TransactionTrait>(
+        &self,
+        conn: &C,
+        schema: &str,
+    ) -> Result<()> {
+        if conn.get_database_backend() != DbBackend::Postgres {
+            return Err(crate::Error::NeedsPostgres {
+                feature: "schema-per-tenant",
+                backend: conn.get_database_backend(),
+            });
+        }
+        let statements = self.statements_in(schema)?;
+        let txn = conn.begin().await?;
+        for stmt in statements {
+            txn.execute_raw(stmt).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The privileges the application role `role` needs in a schema-tier tenant's `schema`:
+    /// `USAGE` on the schema, `SELECT, INSERT, UPDATE, DELETE` on its tables (and use of its
+    /// sequences), nothing for `PUBLIC`. Run them after [`create_in`](Self::create_in), as the
+    /// owner.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`](crate::Error::InvalidName) when `schema` is not a tenant schema
+    /// name or `role` not a lowercase identifier.
+    pub fn grants_in(schema: &str, role: &str) -> Result<Vec<String>> {
+        let schema = own_schema(schema)?;
+        if !is_plain_ident(role) {
+            return Err(crate::Error::InvalidName {
+                what: "role name",
+                name: role.to_owned(),
+                expected: "a lowercase identifier",
+            });
+        }
+        let role = quote_ident(role);
+        Ok(vec![
+            format!("REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM PUBLIC"),
+            format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+            ),
+            format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"),
+        ])
+    }
+}
+
+/// `schema` quoted, once checked as a name a tenant's own schema may have.
+fn own_schema(schema: &str) -> Result<String> {
+    if !is_tenant_schema_name(schema) {
+        return Err(crate::Error::InvalidName {
+            what: "tenant schema",
+            name: schema.to_owned(),
+            expected: "a lowercase identifier of its own (not `public`, `information_schema` or `pg_*`)",
+        });
+    }
+    Ok(quote_ident(schema))
+}
+
+/// The former name of [`TenantTables`], from before schema-per-tenant: the tables a tenancy
+/// declaration implies, wherever they are created.
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `TenantTables`; a tenant's own schema is the schema tier"
+)]
+pub type TenantSchema = TenantTables;
+
 /// Creates the tables (in the order given: parents first) and their tenant-leading keys and
-/// tenant-consistent foreign keys, if they do not exist yet: `TenantSchema` without RLS. For
+/// tenant-consistent foreign keys, if they do not exist yet: `TenantTables` without RLS. For
 /// quick starts and tests; production schemas belong in migrations.
 ///
 /// It takes the raw connection, before it is wrapped in a [`TenantDb`](crate::TenantDb): DDL is
 /// not tenant-scoped.
 pub async fn create_schema<C: ConnectionTrait>(conn: &C, tables: &[Table]) -> Result<()> {
-    TenantSchema::new()
+    TenantTables::new()
         .tables(tables.iter().copied())
         .create(conn)
         .await
@@ -474,7 +589,7 @@ mod tests {
     fn expected_objects_are_read_back_from_the_statements() {
         for form in [PolicyForm::Subquery, PolicyForm::Plain] {
             let rls = Rls::default().with_policy_form(form);
-            let schema = TenantSchema::new().table::<item::Entity>().rls(rls.clone());
+            let schema = TenantTables::new().table::<item::Entity>().rls(rls.clone());
             let [item] = &schema.expected()[..] else {
                 panic!("one table expected")
             };
@@ -502,7 +617,7 @@ mod tests {
             assert_eq!(policy.using, check);
             assert_eq!(policy.with_check, check);
         }
-        let plain = TenantSchema::new().table::<item::Entity>();
+        let plain = TenantTables::new().table::<item::Entity>();
         assert_eq!(plain.expected()[0].policy, None);
     }
 

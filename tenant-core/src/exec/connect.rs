@@ -9,7 +9,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::catalog::Catalog;
-use crate::{Error, Result, Rls, TenantDb, TenantSchema};
+use crate::{Error, Result, Rls, TenantDb, TenantTables};
 
 /// A pool setting; applied to each pool the builder opens for the URL.
 type Tweak = Arc<dyn Fn(&mut ConnectOptions) + Send + Sync>;
@@ -57,7 +57,7 @@ impl TenantDb {
 /// # Examples
 ///
 /// ```no_run
-/// # async fn run(schema: tenant_core::TenantSchema) -> tenant_core::Result<()> {
+/// # async fn run(schema: tenant_core::TenantTables) -> tenant_core::Result<()> {
 /// let db = tenant_core::TenantDb::builder("postgres://app:secret@db/app")
 ///     .max_connections(16)
 ///     .rls(tenant_core::Rls::default())
@@ -72,7 +72,7 @@ pub struct TenantDbBuilder<'s> {
     url: String,
     tweaks: Vec<Tweak>,
     rls: Option<Rls>,
-    audit: Option<&'s TenantSchema>,
+    audit: Option<&'s TenantTables>,
     system_url: Option<String>,
     catalog: Option<Duration>,
     #[cfg(feature = "pipeline")]
@@ -112,7 +112,7 @@ impl<'s> TenantDbBuilder<'s> {
     /// Runs the start-up [`audit`](crate::audit()) of `schema` on the new connection and refuses
     /// to start on any finding ([`TenantDb::with_rls_checked`]). In RLS mode the schema must
     /// declare the same [`Rls`].
-    pub fn audit<'a>(self, schema: &'a TenantSchema) -> TenantDbBuilder<'a>
+    pub fn audit<'a>(self, schema: &'a TenantTables) -> TenantDbBuilder<'a>
     where
         's: 'a,
     {

@@ -30,6 +30,8 @@ use crate::{Error, Result};
 pub struct TenantDb {
     pub(super) conn: DatabaseConnection,
     pub(super) rls: Option<Arc<Rls>>,
+    /// The schemas every bound unit searches after a tenant's own (RLS mode's, or `public`).
+    pub(super) search_path: Arc<str>,
     /// A connection whose role bypasses RLS, for system scopes in RLS mode.
     pub(super) system: Option<DatabaseConnection>,
     /// The escape hatch's own pool, when [`TenantDb::connect`] opened one: raw SQL then never
@@ -49,6 +51,7 @@ impl TenantDb {
         Self {
             conn,
             rls: None,
+            search_path: Arc::from("public"),
             system: None,
             hatch: None,
             catalog: None,
@@ -73,6 +76,7 @@ impl TenantDb {
         }
         Ok(Self {
             conn,
+            search_path: Arc::from(rls.search_path()),
             rls: Some(Arc::new(rls)),
             system: None,
             hatch: None,
@@ -98,7 +102,7 @@ impl TenantDb {
     /// # async fn run(tables: Vec<tenant_core::Table>) -> tenant_core::Result<()> {
     /// # let conn: sea_orm::DatabaseConnection = unimplemented!();
     /// let rls = tenant_core::Rls::default();
-    /// let schema = tenant_core::TenantSchema::new().tables(tables).rls(rls.clone());
+    /// let schema = tenant_core::TenantTables::new().tables(tables).rls(rls.clone());
     /// let db = tenant_core::TenantDb::with_rls_checked(conn, rls, &schema).await?;
     /// # Ok(()) }
     /// ```
@@ -107,7 +111,7 @@ impl TenantDb {
     pub async fn with_rls_checked(
         conn: DatabaseConnection,
         rls: Rls,
-        schema: &crate::TenantSchema,
+        schema: &crate::TenantTables,
     ) -> Result<Self> {
         if schema.rls_settings() != Some(&rls) {
             return Err(Error::RlsMismatch {
@@ -118,6 +122,26 @@ impl TenantDb {
         let db = Self::with_rls(conn, rls)?;
         crate::audit(&db.conn, schema).await?.into_result()?;
         Ok(db)
+    }
+
+    /// The schemas the shared tables and the global tables live in, searched after a
+    /// schema-tier tenant's own schema (default: `public`; in RLS mode, the
+    /// [`Rls`](crate::Rls)'s search path, which this replaces).
+    ///
+    /// A tenant whose catalog entry puts it on the schema tier runs every unit of work in a
+    /// transaction that begins `SET LOCAL search_path = <its schema>, <these>, pg_temp`: its own
+    /// tables come first, and the global tables its statements join are found after them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] when `schemas` is empty or a name is not a lowercase identifier.
+    pub fn with_search_path(mut self, schemas: &[&str]) -> Result<Self> {
+        let path = crate::ddl::search_path(schemas)?;
+        if let Some(rls) = &self.rls {
+            self.rls = Some(Arc::new(rls.as_ref().clone().with_search_path(schemas)?));
+        }
+        self.search_path = Arc::from(path);
+        Ok(self)
     }
 
     /// The connection system scopes use in RLS mode: its role must bypass RLS (or own the
@@ -203,8 +227,7 @@ impl TenantDb {
     /// A unit of work acting for `access` (`None`: no tenant needed, such as a global table),
     /// once the catalog (if any) admitted its tenant.
     async fn unit(&self, access: Option<&Access>) -> Result<Unit<'_>> {
-        self.admit(access).await?;
-        let Placement { pool, binding } = self.place(access)?;
+        let Placement { pool, binding } = self.placement(access).await?;
         let conn = pool.connection();
         // On PostgreSQL the unit holds its connection: see `PgUnit`.
         #[cfg(feature = "postgres")]
@@ -381,7 +404,7 @@ impl TenantConnection for TenantDb {
         &self,
         _: private::Token,
         access: Option<&Access>,
-    ) -> Option<crate::pipeline::Route<'_>> {
+    ) -> impl Future<Output = Result<Option<crate::pipeline::Route<'_>>>> + Send {
         self.route(access)
     }
 }

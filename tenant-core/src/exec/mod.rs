@@ -49,11 +49,16 @@ pub trait TenantConnection: private::Sealed + Sync {
     #[doc(hidden)]
     fn __access(&self, token: private::Token) -> Result<Access>;
 
-    /// Where a read acting for `access` goes on the pipelined executor, if anywhere.
+    /// Where an operation acting for `access` goes on the pipelined executor, if anywhere, once
+    /// the catalog (if any) admitted its tenant.
     #[cfg(feature = "pipeline")]
     #[doc(hidden)]
-    fn __route(&self, _: private::Token, _: Option<&Access>) -> Option<crate::pipeline::Route<'_>> {
-        None
+    fn __route(
+        &self,
+        _: private::Token,
+        _: Option<&Access>,
+    ) -> impl Future<Output = Result<Option<crate::pipeline::Route<'_>>>> + Send {
+        std::future::ready(Ok(None))
     }
 }
 
@@ -77,7 +82,7 @@ impl<T: TenantConnection> TenantConnection for &T {
         &self,
         _: private::Token,
         access: Option<&Access>,
-    ) -> Option<crate::pipeline::Route<'_>> {
+    ) -> impl Future<Output = Result<Option<crate::pipeline::Route<'_>>>> + Send {
         (**self).__route(private::Token(()), access)
     }
 }
@@ -106,11 +111,12 @@ pub(crate) fn access<C: TenantConnection + ?Sized>(conn: &C) -> Result<Access> {
     conn.__access(private::Token(()))
 }
 
-/// Where a read on `conn` acting for `access` goes on the pipelined executor, if anywhere.
+/// Where an operation on `conn` acting for `access` goes on the pipelined executor, if
+/// anywhere, once the catalog (if any) admitted its tenant.
 #[cfg(feature = "pipeline")]
-pub(crate) fn route<'c, C: TenantConnection + ?Sized>(
+pub(crate) async fn route<'c, C: TenantConnection + ?Sized>(
     conn: &'c C,
     access: Option<&Access>,
-) -> Option<crate::pipeline::Route<'c>> {
-    conn.__route(private::Token(()), access)
+) -> Result<Option<crate::pipeline::Route<'c>>> {
+    conn.__route(private::Token(()), access).await
 }

@@ -178,8 +178,8 @@ const STATEMENT_CACHE: usize = 256;
 pub struct Route<'a> {
     pub(crate) pipeline: &'a Pipeline,
     pub(crate) begin: Option<String>,
-    /// The catalog that must admit the tenant before anything is sent.
-    pub(crate) admission: Option<(&'a crate::catalog::Catalog, crate::TenantId)>,
+    /// RLS mode: the pipeline's role must be one the policies confine.
+    pub(crate) confine: bool,
 }
 
 impl Route<'_> {
@@ -295,12 +295,8 @@ impl Route<'_> {
         )))
     }
 
-    /// A connection of the pool, once the catalog (if any) admitted the tenant; in RLS mode, of
-    /// a pool whose role the policies confine.
+    /// A connection of the pool; in RLS mode, of a pool whose role the policies confine.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        if let Some((catalog, tenant)) = self.admission {
-            catalog.admit(tenant).await?;
-        }
         let client = self.pipeline.pool.get().await.map_err(pool_err)?;
         // deadpool's cache never evicts, and each entry holds a prepared statement on the
         // server: start over past a bound, as sqlx's LRU would (dropping the last handle of a
@@ -308,7 +304,7 @@ impl Route<'_> {
         if client.statement_cache.size() >= STATEMENT_CACHE {
             client.statement_cache.clear();
         }
-        if self.begin.is_some() {
+        if self.confine {
             self.pipeline.check_confined(&client).await?;
         }
         Ok(client)
