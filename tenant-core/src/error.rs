@@ -175,13 +175,44 @@ pub enum Error {
     /// The tenant in scope is on an isolation tier this handle does not serve: nothing runs for
     /// it here.
     #[error(
-        "tenant {tenant} is on the {tier} tier, which this handle does not serve; only the shared and schema tiers run on a `TenantDb`"
+        "tenant {tenant} is on the {tier} tier, which this handle does not serve; a handle serves the database tier once given one (`TenantDb::with_database_tier`)"
     )]
     TierNotServed {
         /// The tenant in scope.
         tenant: crate::TenantId,
         /// Its tier in the catalog.
         tier: crate::catalog::Tier,
+    },
+    /// The database tier's resolver could not turn a tenant's database reference into a URL,
+    /// or the URL is not one PostgreSQL's driver accepts.
+    #[error("the database of tenant {tenant} could not be resolved: {source}")]
+    DatabaseUnresolved {
+        /// The tenant in scope.
+        tenant: crate::TenantId,
+        /// The resolver's or the driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Every connection the database tier may hold was in use for longer than its acquire
+    /// timeout.
+    #[error(
+        "no room for tenant {tenant}'s database within {waited:?}: every pool under the database tier's {max_connections} connections was in use; raise `DatabaseTier::max_connections` or `acquire_timeout`"
+    )]
+    DatabaseTierFull {
+        /// The tenant in scope.
+        tenant: crate::TenantId,
+        /// The tier's cap.
+        max_connections: u32,
+        /// How long the operation waited.
+        waited: std::time::Duration,
+    },
+    /// A setting of this crate's is out of its range.
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// Which setting.
+        setting: &'static str,
+        /// What is accepted.
+        reason: &'static str,
     },
     /// A tenant catalog entry is not of a form the catalog accepts. The refused value is not
     /// repeated: a database reference may carry what must not reach a log.

@@ -12,9 +12,10 @@
 // - `catalog`: the control plane's record of every tenant, and the cached lookup that admits
 //   a tenant's operations.
 // - `exec`: where and how statements run. `placement` decides, for one unit of work, which pool
-//   it runs on and how its tenant is bound there; the sqlx path (`unit`, `pg`) and the pipeline
-//   both take that decision. A new isolation tier (a schema or a database per tenant) is a new
-//   placement, consumed the same way.
+//   it runs on and how its tenant is bound there, from the tenant's catalog entry (shared
+//   tables, its own schema, or its own database from the pools of `databases`); the sqlx path
+//   (`unit`, `pg`) and the pipeline both take that decision. A further tier is one more `Place`
+//   there, consumed the same way.
 // - `scope`: the scoping rule: whom an operation acts for and its tenant predicate (`plan`),
 //   the tenant a write carries (`stamp`), the predicate of a joined entity (`join`).
 // - `query`: what users hold and call (`Scoped`, the write builders, `TenantRepo`) and how each
@@ -48,6 +49,8 @@ pub use exec::pipeline;
 #[cfg(feature = "pipeline")]
 pub use exec::pipeline::Pipeline;
 pub use exec::{AssertUnscoped, TenantConnection, TenantDb, TenantDbBuilder, TenantTxn};
+#[cfg(feature = "postgres")]
+pub use exec::{DatabaseTier, ResolveDatabase, ResolveError};
 pub use id::{TenantId, TenantKey};
 pub use query::future;
 pub use query::{CursorOf, DeleteById, Insert, InsertMany, IntoModel, IntoTuple, Paginator};

@@ -18,6 +18,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
+use tenant::catalog::Tier;
 use tenant::{Error, TenantDb, TenantId, TenantRepo};
 use uuid::Uuid;
 
@@ -32,19 +33,66 @@ pub struct Env {
     pub rls: bool,
     /// The pipelined executor `db` reads through, if any.
     pub pipeline: Option<tenant::Pipeline>,
-    /// The schema of each tenant on the schema tier (`db` has a catalog that says so); the
-    /// others are on the shared tier.
-    pub schemas: Vec<(TenantId, String)>,
-    _keep: Box<dyn Any + Send + Sync>,
+    /// Where each tenant not on the shared tier has its rows (`db` has a catalog that says so).
+    pub places: Vec<(TenantId, Place)>,
+    /// What keeps the databases alive (and drops them after a passing test).
+    keep: Box<dyn Any + Send + Sync>,
 }
 
-/// Which tier each of the two tenants is on.
+/// Where a tenant's rows are, for the raw helpers.
+#[derive(Clone, Debug)]
+pub enum Place {
+    /// A schema of its own in the shared database.
+    Schema(String),
+    /// A database of its own, and the owner's connection to it.
+    Database(DatabaseConnection),
+}
+
+/// The tier of each of the two tenants: `(acme, globex)`.
 #[derive(Clone, Copy, Debug)]
-pub enum Tiers {
-    /// Both have a schema of their own.
-    Schema,
-    /// `acme` has a schema of its own, `globex` is in the shared tables.
-    Hybrid,
+pub struct Tiers(pub tenant::catalog::Tier, pub tenant::catalog::Tier);
+
+impl Tiers {
+    /// Both on schemas of their own.
+    pub const SCHEMA: Self = Self(Tier::Schema, Tier::Schema);
+    /// `acme` on a schema of its own, `globex` in the shared tables.
+    pub const HYBRID: Self = Self(Tier::Schema, Tier::Shared);
+    /// Both on databases of their own.
+    pub const DATABASE: Self = Self(Tier::Database, Tier::Database);
+    /// `acme` on a schema of its own, `globex` on a database of its own.
+    pub const FLEET: Self = Self(Tier::Schema, Tier::Database);
+
+    /// How many tenant databases these tiers need.
+    pub fn databases(self) -> usize {
+        [self.0, self.1]
+            .into_iter()
+            .filter(|t| *t == Tier::Database)
+            .count()
+    }
+}
+
+/// A database of its own for a database-tier tenant: the owner's connection, the URL the
+/// application role connects with, and what keeps it alive.
+pub struct TenantDatabase {
+    pub owner: DatabaseConnection,
+    pub app_url: String,
+    pub keep: Box<dyn Any + Send + Sync>,
+}
+
+/// Resolves `test:<n>` to the `n`th tenant database's URL.
+#[cfg(feature = "postgres")]
+pub struct TestUrls(pub Vec<String>);
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl tenant::ResolveDatabase for TestUrls {
+    async fn resolve(&self, _: TenantId, reference: &str) -> Result<String, tenant::ResolveError> {
+        let n: usize = reference
+            .strip_prefix("test:")
+            .ok_or("not a `test:` reference")?
+            .parse()?;
+        Ok(self.0.get(n).ok_or("no such test database")?.clone())
+    }
 }
 
 impl Env {
@@ -78,20 +126,26 @@ impl Env {
         Self::with_db(db, raw, true, keep)
     }
 
-    /// The tenants on their own schemas (`tiers`), through a catalog that says so: the shared
-    /// tables (for the global ones, and the shared tenant of a hybrid) in `public`, a copy of the
-    /// tenant tables in each tenant's schema (`t_acme`, `t_globex`), with RLS when `rls`; `app`
-    /// connects as `app_role`.
+    /// The tenants on the `tiers` a catalog says, on one handle: the shared tables (for the
+    /// global ones, and a shared tenant) in `public`, a copy of the tenant tables in each schema
+    /// tenant's schema (`t_acme`, `t_globex`), and each database tenant's tables in one of
+    /// `databases`, with RLS when `rls`; `app` connects as `app_role`.
+    #[cfg(feature = "postgres")]
     pub async fn new_tiered(
         app: DatabaseConnection,
         raw: DatabaseConnection,
         app_role: &str,
         rls: bool,
         tiers: Tiers,
+        databases: Vec<TenantDatabase>,
         keep: Box<dyn Any + Send + Sync>,
     ) -> Self {
-        use sea_orm::ConnectionTrait;
         use tenant::catalog::{Catalog, NewTenant, TenantStatus};
+        assert_eq!(
+            databases.len(),
+            tiers.databases(),
+            "one database per database tenant"
+        );
         let mut tables = tenant::TenantTables::new().tables(entities::tables());
         if rls {
             tables = tables.rls(tenant::Rls::default());
@@ -99,14 +153,13 @@ impl Env {
         tables.create(&raw).await.expect("create the shared tables");
         let catalog = Catalog::new(raw.clone());
         catalog.create_table().await.expect("create the catalog");
-        let mut env = Self::with_db(TenantDb::new(app.clone()), raw.clone(), rls, keep);
-        let own = match tiers {
-            Tiers::Schema => vec![(env.acme, "acme"), (env.globex, "globex")],
-            Tiers::Hybrid => vec![(env.acme, "acme")],
-        };
-        for (id, slug) in [(env.acme, "acme"), (env.globex, "globex")] {
-            let entry = match own.iter().find(|(t, _)| *t == id) {
-                Some(_) => {
+        let urls = databases.iter().map(|d| d.app_url.clone()).collect();
+        let mut keeps = vec![keep];
+        let mut databases = databases.into_iter().enumerate();
+        let mut env = Self::with_db(TenantDb::new(app.clone()), raw.clone(), rls, Box::new(()));
+        for (id, slug, tier) in [(env.acme, "acme", tiers.0), (env.globex, "globex", tiers.1)] {
+            let entry = match tier {
+                Tier::Schema => {
                     let schema = format!("t_{slug}");
                     tables
                         .create_in(&raw, &schema)
@@ -115,17 +168,27 @@ impl Env {
                     for grant in tenant::TenantTables::grants_in(&schema, app_role).unwrap() {
                         raw.execute_unprepared(&grant).await.expect("grant");
                     }
-                    env.schemas.push((id, schema.clone()));
+                    env.places.push((id, Place::Schema(schema.clone())));
                     NewTenant::schema(id, slug, schema)
                 }
-                None => NewTenant::shared(id, slug),
+                Tier::Database => {
+                    let (n, database) = databases.next().expect("a tenant database");
+                    tables
+                        .create(&database.owner)
+                        .await
+                        .expect("create a tenant database's tables");
+                    env.places.push((id, Place::Database(database.owner)));
+                    keeps.push(database.keep);
+                    NewTenant::database(id, slug, format!("test:{n}"))
+                }
+                Tier::Shared => NewTenant::shared(id, slug),
             };
             catalog
                 .register(entry.status(TenantStatus::Active))
                 .await
                 .expect("register");
         }
-        env.db = if rls {
+        let db = if rls {
             TenantDb::with_rls(app, tenant::Rls::default())
                 .expect("PostgreSQL")
                 .with_system_connection(raw)
@@ -133,35 +196,55 @@ impl Env {
             TenantDb::new(app)
         }
         .with_catalog(catalog);
+        env.db = if tiers.databases() > 0 {
+            // Room for one tenant database's pool at a time: every switch closes the other.
+            let tier = tenant::DatabaseTier::new(TestUrls(urls))
+                .max_connections(1)
+                .per_tenant(1);
+            db.with_database_tier(tier).expect("a valid database tier")
+        } else {
+            db
+        };
+        env.keep = Box::new(keeps);
         env
     }
 
-    /// Where `t`'s rows are: its own schema, or `None` for the shared tables.
-    pub fn schema_of(&self, t: TenantId) -> Option<&str> {
-        self.schemas
-            .iter()
-            .find(|(id, _)| *id == t)
-            .map(|(_, s)| s.as_str())
+    /// Where `t`'s rows are, unless in the shared tables.
+    pub fn place_of(&self, t: TenantId) -> Option<&Place> {
+        self.places.iter().find(|(id, _)| *id == t).map(|(_, p)| p)
     }
 
-    /// The places rows live: the shared tables, then every tenant schema.
-    fn places(&self) -> Vec<Option<&str>> {
+    /// Whether `t` and `u` have their rows in the same tables.
+    pub fn same_place(&self, t: TenantId, u: TenantId) -> bool {
+        match (self.place_of(t), self.place_of(u)) {
+            (None, None) => true,
+            (Some(Place::Schema(a)), Some(Place::Schema(b))) => a == b,
+            _ => t == u,
+        }
+    }
+
+    /// The places rows live: the shared tables, then every tenant's own.
+    fn all_places(&self) -> Vec<Option<&Place>> {
         std::iter::once(None)
-            .chain(self.schemas.iter().map(|(_, s)| Some(s.as_str())))
+            .chain(self.places.iter().map(|(_, p)| Some(p)))
             .collect()
     }
 
-    /// A transaction on the raw connection whose unqualified names are `schema`'s tables
+    /// A transaction on the owner's connection whose unqualified names are `place`'s tables
     /// (`None`: the shared ones).
-    async fn raw_in(&self, schema: Option<&str>) -> sea_orm::DatabaseTransaction {
-        use sea_orm::{ConnectionTrait, TransactionTrait};
-        let txn = self.raw.begin().await.unwrap();
-        if let Some(schema) = schema {
-            txn.execute_unprepared(&format!("SET LOCAL search_path = \"{schema}\", public"))
-                .await
-                .unwrap();
+    async fn raw_in(&self, place: Option<&Place>) -> sea_orm::DatabaseTransaction {
+        use sea_orm::TransactionTrait;
+        match place {
+            None => self.raw.begin().await.unwrap(),
+            Some(Place::Database(owner)) => owner.begin().await.unwrap(),
+            Some(Place::Schema(schema)) => {
+                let txn = self.raw.begin().await.unwrap();
+                txn.execute_unprepared(&format!("SET LOCAL search_path = \"{schema}\", public"))
+                    .await
+                    .unwrap();
+                txn
+            }
         }
-        txn
     }
 
     fn with_db(
@@ -177,8 +260,8 @@ impl Env {
             globex: TenantId::from(Uuid::from_u128(0x6106_1061)),
             rls,
             pipeline: None,
-            schemas: Vec::new(),
-            _keep: keep,
+            places: Vec::new(),
+            keep,
         }
     }
 
@@ -253,7 +336,7 @@ impl Env {
     /// are.
     pub async fn plant(&self, place: TenantId, stmt: sea_orm::Statement) {
         use sea_orm::ConnectionTrait;
-        let txn = self.raw_in(self.schema_of(place)).await;
+        let txn = self.raw_in(self.place_of(place)).await;
         // SQLite's raw connection is opened with foreign keys off (see its `setup`).
         if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
             txn.execute_unprepared("SET LOCAL session_replication_role = replica")
@@ -267,7 +350,7 @@ impl Env {
     /// The number of `E` rows, every tenant's and every place's included.
     pub async fn raw_count<E: EntityTrait>(&self) -> usize {
         let mut n = 0;
-        for place in self.places() {
+        for place in self.all_places() {
             let txn = self.raw_in(place).await;
             let stmt = in_place(&E::find(), place, txn.get_database_backend());
             n += E::find().from_raw_sql(stmt).all(&txn).await.unwrap().len();
@@ -283,7 +366,7 @@ impl Env {
 
     /// The post `id` among the tables where `t`'s rows are.
     pub async fn raw_post_in(&self, t: TenantId, id: Uuid) -> post::Model {
-        let place = self.schema_of(t);
+        let place = self.place_of(t);
         let txn = self.raw_in(place).await;
         let stmt = in_place(
             &<post::Entity as EntityTrait>::find_by_id(id),
@@ -300,7 +383,7 @@ impl Env {
     }
 
     pub async fn raw_post(&self, id: Uuid) -> post::Model {
-        for place in self.places() {
+        for place in self.all_places() {
             let txn = self.raw_in(place).await;
             let stmt = in_place(
                 &<post::Entity as EntityTrait>::find_by_id(id),
@@ -324,7 +407,7 @@ impl Env {
     pub fn shared_seeded_posts(&self) -> usize {
         2 * [self.acme, self.globex]
             .into_iter()
-            .filter(|t| self.schema_of(*t).is_none())
+            .filter(|t| self.place_of(*t).is_none())
             .count()
     }
 }
@@ -333,12 +416,12 @@ impl Env {
 /// cached statements then never meet a schema whose tables differ (a schema change in one).
 fn in_place<S: QueryTrait>(
     select: &S,
-    place: Option<&str>,
+    place: Option<&Place>,
     backend: sea_orm::DbBackend,
 ) -> sea_orm::Statement {
     let mut stmt = select.build(backend);
-    if let Some(place) = place {
-        stmt.sql = format!("{} /* {place} */", stmt.sql);
+    if let Some(Place::Schema(schema)) = place {
+        stmt.sql = format!("{} /* {schema} */", stmt.sql);
     }
     stmt
 }
@@ -847,7 +930,7 @@ pub async fn upsert_never_touches_another_tenants_row(env: &Env) {
             ..Default::default()
         };
         let clashed = repo.upsert(clash).await;
-        if env.schema_of(env.acme) == env.schema_of(env.globex) {
+        if env.same_place(env.acme, env.globex) {
             let err = clashed.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err}");
         } else {

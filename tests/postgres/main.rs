@@ -14,6 +14,7 @@ mod audit;
 #[path = "../common/mod.rs"]
 mod common;
 mod connect;
+mod databases;
 #[path = "../support/postgres.rs"]
 mod pg;
 mod pipeline;
@@ -99,16 +100,48 @@ mod rls_pipeline_mode {
     crate::scenarios!(setup);
 }
 
+/// `n` fresh databases for database-tier tenants, each with the owner's connection.
+pub(crate) async fn tenant_databases(n: usize) -> Vec<common::TenantDatabase> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let test_db = pg::fresh_database().await;
+        let mut admin = sea_orm::ConnectOptions::new(test_db.admin_url.clone());
+        admin
+            .max_connections(1)
+            .min_connections(0)
+            .sqlx_logging(false);
+        let owner = sea_orm::Database::connect(admin)
+            .await
+            .expect("connect to a tenant database as the owner");
+        out.push(common::TenantDatabase {
+            owner,
+            app_url: test_db.app_url.clone(),
+            keep: Box::new(test_db),
+        });
+    }
+    out
+}
+
+/// The two tenants on `tiers`, through a catalog, RLS mode when `rls`, reads and writes on the
+/// pipeline when `pipelined`.
+async fn tiered(rls: bool, tiers: common::Tiers, pipelined: bool) -> Env {
+    let (app, raw, keep) = connections().await;
+    let role = pg::cluster().app_role().to_owned();
+    let url = keep.app_url.clone();
+    let databases = tenant_databases(tiers.databases()).await;
+    let env = Env::new_tiered(app, raw, &role, rls, tiers, databases, Box::new(keep)).await;
+    if pipelined {
+        env.with_pipeline(&url, 2)
+    } else {
+        env
+    }
+}
+
 /// Every scenario again with both tenants on schemas of their own (the catalog says so), the
 /// handle in app-level mode: the schema is the isolation.
 mod schema_tier {
-    use super::{Env, connections};
-    use crate::common::Tiers;
-
-    async fn setup() -> Env {
-        let (app, raw, keep) = connections().await;
-        let role = crate::pg::cluster().app_role().to_owned();
-        Env::new_tiered(app, raw, &role, false, Tiers::Schema, Box::new(keep)).await
+    async fn setup() -> super::Env {
+        super::tiered(false, crate::common::Tiers::SCHEMA, false).await
     }
 
     crate::scenarios!(@with_catalog setup);
@@ -116,16 +149,8 @@ mod schema_tier {
 
 /// Every scenario again on schemas of their own, in RLS mode, with the pipeline.
 mod schema_tier_rls_pipeline {
-    use super::{Env, connections};
-    use crate::common::Tiers;
-
-    async fn setup() -> Env {
-        let (app, raw, keep) = connections().await;
-        let role = crate::pg::cluster().app_role().to_owned();
-        let url = keep.app_url.clone();
-        Env::new_tiered(app, raw, &role, true, Tiers::Schema, Box::new(keep))
-            .await
-            .with_pipeline(&url, 2)
+    async fn setup() -> super::Env {
+        super::tiered(true, crate::common::Tiers::SCHEMA, true).await
     }
 
     crate::scenarios!(@with_catalog setup);
@@ -134,13 +159,8 @@ mod schema_tier_rls_pipeline {
 /// Every scenario again on one handle serving a tenant of its own schema (`acme`) and a tenant
 /// of the shared tables (`globex`), in RLS mode.
 mod hybrid_rls {
-    use super::{Env, connections};
-    use crate::common::Tiers;
-
-    async fn setup() -> Env {
-        let (app, raw, keep) = connections().await;
-        let role = crate::pg::cluster().app_role().to_owned();
-        Env::new_tiered(app, raw, &role, true, Tiers::Hybrid, Box::new(keep)).await
+    async fn setup() -> super::Env {
+        super::tiered(true, crate::common::Tiers::HYBRID, false).await
     }
 
     crate::scenarios!(@with_catalog setup);
@@ -148,16 +168,28 @@ mod hybrid_rls {
 
 /// The hybrid handle in app-level mode, with the pipeline.
 mod hybrid_pipeline {
-    use super::{Env, connections};
-    use crate::common::Tiers;
+    async fn setup() -> super::Env {
+        super::tiered(false, crate::common::Tiers::HYBRID, true).await
+    }
 
-    async fn setup() -> Env {
-        let (app, raw, keep) = connections().await;
-        let role = crate::pg::cluster().app_role().to_owned();
-        let url = keep.app_url.clone();
-        Env::new_tiered(app, raw, &role, false, Tiers::Hybrid, Box::new(keep))
-            .await
-            .with_pipeline(&url, 2)
+    crate::scenarios!(@with_catalog setup);
+}
+
+/// Every scenario again with both tenants on databases of their own, in RLS mode, under a
+/// database tier with room for one tenant pool at a time.
+mod database_tier_rls {
+    async fn setup() -> super::Env {
+        super::tiered(true, crate::common::Tiers::DATABASE, false).await
+    }
+
+    crate::scenarios!(@with_catalog setup);
+}
+
+/// Every scenario again with a schema tenant (`acme`) beside a database tenant (`globex`), in
+/// app-level mode with the pipeline.
+mod fleet_pipeline {
+    async fn setup() -> super::Env {
+        super::tiered(false, crate::common::Tiers::FLEET, true).await
     }
 
     crate::scenarios!(@with_catalog setup);

@@ -210,6 +210,42 @@ async fn assert_clean(env: &Env, at: &str) {
     if let Some(pipeline) = &env.pipeline {
         crate::rls::assert_no_binding_on_pipeline(pipeline).await;
     }
+    for (t, place) in &env.places {
+        if let crate::common::Place::Database(owner) = place {
+            assert_no_open_transaction_in(owner, &format!("{at}: {t}'s database")).await;
+        }
+    }
+}
+
+/// No backend of the application role in `owner`'s database sits idle in a transaction (one
+/// whose connection was just closed is waited for, as above).
+async fn assert_no_open_transaction_in(owner: &sea_orm::DatabaseConnection, at: &str) {
+    let role = crate::pg::cluster().app_role().to_owned();
+    let mut waited = 0;
+    loop {
+        let open: i64 = owner
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND usename = $1 \
+                   AND state LIKE 'idle in transaction%'",
+                [role.clone().into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index(0)
+            .unwrap();
+        if open == 0 {
+            return;
+        }
+        waited += 1;
+        assert!(
+            waited < 1000,
+            "{at}: a connection stays idle in a transaction"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 async fn direct(rls: bool) -> Env {

@@ -321,7 +321,8 @@ pub(crate) async fn one_connection_env(
     match tiers {
         Some(tiers) => {
             let role = crate::pg::cluster().app_role().to_owned();
-            Env::new_tiered(app, raw, &role, rls, tiers, Box::new(test_db)).await
+            let databases = crate::tenant_databases(tiers.databases()).await;
+            Env::new_tiered(app, raw, &role, rls, tiers, databases, Box::new(test_db)).await
         }
         None if rls => Env::new_rls(app, raw, Box::new(test_db)).await,
         None => Env::new(app, raw, Box::new(test_db)).await,

@@ -119,26 +119,26 @@ async fn cached_statements_never_cross_schemas(env: &Env, label: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pooled_connection_serves_each_schema_its_own_tables_across_cached_statements() {
-    let env = one_connection(false, Tiers::Schema, false).await;
+    let env = one_connection(false, Tiers::SCHEMA, false).await;
     cached_statements_never_cross_schemas(&env, "app level, sqlx").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pipelined_connection_serves_each_schema_its_own_tables_across_cached_statements() {
-    let env = one_connection(true, Tiers::Schema, true).await;
+    let env = one_connection(true, Tiers::SCHEMA, true).await;
     cached_statements_never_cross_schemas(&env, "RLS, pipeline").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_pooled_connection_alternating_a_schema_and_a_shared_tenant_never_crosses() {
-    let env = one_connection(true, Tiers::Hybrid, false).await;
+    let env = one_connection(true, Tiers::HYBRID, false).await;
     cached_statements_never_cross_schemas(&env, "hybrid, RLS, sqlx").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_tier_operations_dropped_at_every_poll_leave_their_connection_clean() {
     cancel_at_every_poll(
-        &one_connection(false, Tiers::Schema, false).await,
+        &one_connection(false, Tiers::SCHEMA, false).await,
         "schema tier, app level, sqlx",
     )
     .await;
@@ -146,7 +146,7 @@ async fn schema_tier_operations_dropped_at_every_poll_leave_their_connection_cle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_tier_pipelined_operations_dropped_at_every_poll_leave_both_connections_clean() {
-    let env = one_connection(true, Tiers::Hybrid, true).await;
+    let env = one_connection(true, Tiers::HYBRID, true).await;
     let before = env.pipeline.as_ref().unwrap().statements();
     cancel_at_every_poll(&env, "hybrid, RLS, pipeline").await;
     assert!(env.pipeline.as_ref().unwrap().statements() > before);
@@ -161,7 +161,7 @@ async fn schema_tier_through_pgbouncer_in_transaction_mode_leaves_no_state() {
     let env = || async {
         let test_db = crate::pg::fresh_database().await;
         let options = bouncer.connect_options(&test_db.app_url);
-        one_connection_env(options, test_db, false, Some(Tiers::Schema)).await
+        one_connection_env(options, test_db, false, Some(Tiers::SCHEMA)).await
     };
     cached_statements_never_cross_schemas(&env().await, "schema tier, PgBouncer").await;
     cancel_at_every_poll(&env().await, "schema tier, PgBouncer").await;
@@ -171,7 +171,7 @@ async fn schema_tier_through_pgbouncer_in_transaction_mode_leaves_no_state() {
 /// accept, is refused before any SQL: the name is never written into a binding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_schema_name_is_refused_before_any_sql() {
-    let env = one_connection(false, Tiers::Schema, true).await;
+    let env = one_connection(false, Tiers::SCHEMA, true).await;
     let catalog = env.db.catalog().unwrap().clone();
     let statements = env.pipeline.as_ref().map(tenant::Pipeline::statements);
     for tampered in [
@@ -218,7 +218,7 @@ async fn a_tampered_schema_name_is_refused_before_any_sql() {
 /// A tenant on a tier the handle does not serve fails closed, with its own error, on every path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_tier_tenant_fails_closed_on_a_schema_handle() {
-    let env = one_connection(true, Tiers::Hybrid, true).await;
+    let env = one_connection(true, Tiers::HYBRID, true).await;
     let catalog = env.db.catalog().unwrap();
     let initech = TenantId::from(Uuid::from_u128(0x0141_7ec4));
     catalog
@@ -250,7 +250,7 @@ async fn a_database_tier_tenant_fails_closed_on_a_schema_handle() {
 /// finding naming the schema, although the shared schema has one of that name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_of_a_tenant_schema_finds_what_its_tenant_would_miss() {
-    let env = one_connection(true, Tiers::Schema, false).await;
+    let env = one_connection(true, Tiers::SCHEMA, false).await;
     let tables = tenant::TenantTables::new()
         .tables(entities::tables())
         .rls(tenant::Rls::default());
@@ -337,7 +337,7 @@ fn provisioning_refuses_shared_and_malformed_schema_names() {
 /// left half made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_a_schema_is_all_or_nothing() {
-    let env = one_connection(false, Tiers::Hybrid, false).await;
+    let env = one_connection(false, Tiers::HYBRID, false).await;
     // A `comment` that is not a table stops the provisioning half-way.
     env.raw
         .execute_unprepared("CREATE SCHEMA t_half; CREATE VIEW t_half.comment AS SELECT 1 AS x")

@@ -45,6 +45,8 @@ impl TenantDb {
             audit: None,
             system_url: None,
             catalog: None,
+            #[cfg(feature = "postgres")]
+            databases: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         }
@@ -75,6 +77,8 @@ pub struct TenantDbBuilder<'s> {
     audit: Option<&'s TenantTables>,
     system_url: Option<String>,
     catalog: Option<Duration>,
+    #[cfg(feature = "postgres")]
+    databases: Option<super::DatabaseTier>,
     #[cfg(feature = "pipeline")]
     pipeline: Option<usize>,
 }
@@ -123,6 +127,8 @@ impl<'s> TenantDbBuilder<'s> {
             audit: Some(schema),
             system_url: self.system_url,
             catalog: self.catalog,
+            #[cfg(feature = "postgres")]
+            databases: self.databases,
             #[cfg(feature = "pipeline")]
             pipeline: self.pipeline,
         }
@@ -140,6 +146,15 @@ impl<'s> TenantDbBuilder<'s> {
     /// application's pool. The table must exist ([`Catalog::create_table`]).
     pub fn catalog(mut self, max_staleness: Duration) -> Self {
         self.catalog = Some(max_staleness);
+        self
+    }
+
+    /// Serves database-tier tenants on their own databases under `tier`
+    /// ([`TenantDb::with_database_tier`]); needs the [`catalog`](Self::catalog).
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn database_tier(mut self, tier: super::DatabaseTier) -> Self {
+        self.databases = Some(tier);
         self
     }
 
@@ -217,6 +232,16 @@ impl<'s> TenantDbBuilder<'s> {
         if let Some(max_staleness) = self.catalog {
             let conn = system.unwrap_or_else(|| db.conn.clone());
             db = db.with_catalog(Catalog::with_max_staleness(conn, max_staleness));
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(tier) = self.databases {
+            if db.catalog.is_none() {
+                return Err(Error::InvalidSetting {
+                    setting: "database tier",
+                    reason: "a tenant's database is found through the tenant catalog: add `.catalog(..)`",
+                });
+            }
+            db = db.with_database_tier(tier)?;
         }
         #[cfg(feature = "pipeline")]
         if let Some(size) = self.pipeline {

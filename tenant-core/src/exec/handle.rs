@@ -8,7 +8,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbBackend, TransactionTra
 
 #[cfg(feature = "postgres")]
 use super::pg::{PgTxn, PgUnit};
-use super::placement::Placement;
+use super::placement::{Placement, Pool};
 use super::unit::{Exec, Unit, UnitKind};
 use super::{TenantConnection, private};
 use crate::context::{self, Access};
@@ -39,6 +39,9 @@ pub struct TenantDb {
     hatch: Option<DatabaseConnection>,
     /// The tenant catalog that admits a tenant's operations, when the handle has one.
     pub(super) catalog: Option<crate::catalog::Catalog>,
+    /// The pools of database-tier tenants' own databases, when the handle serves that tier.
+    #[cfg(feature = "postgres")]
+    pub(super) databases: Option<super::DatabaseTier>,
     /// The pipelined executor for the reads it can take.
     #[cfg(feature = "pipeline")]
     pub(super) pipeline: Option<crate::Pipeline>,
@@ -55,6 +58,8 @@ impl TenantDb {
             system: None,
             hatch: None,
             catalog: None,
+            #[cfg(feature = "postgres")]
+            databases: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         }
@@ -81,6 +86,8 @@ impl TenantDb {
             system: None,
             hatch: None,
             catalog: None,
+            #[cfg(feature = "postgres")]
+            databases: None,
             #[cfg(feature = "pipeline")]
             pipeline: None,
         })
@@ -228,7 +235,27 @@ impl TenantDb {
     /// once the catalog (if any) admitted its tenant.
     async fn unit(&self, access: Option<&Access>) -> Result<Unit<'_>> {
         let Placement { pool, binding } = self.placement(access).await?;
-        let conn = pool.connection();
+        let conn = match pool {
+            Pool::App(conn) | Pool::System(conn) => conn,
+            #[cfg(feature = "postgres")]
+            Pool::Database {
+                tier,
+                tenant,
+                reference,
+            } => {
+                // Boxed, as below; the lease keeps the tenant's pool open while the unit runs.
+                let (pool, lease) = Box::pin(tier.lease(tenant, &reference)).await?;
+                let commits = binding.is_some();
+                let txn = match binding {
+                    Some(begin) => Box::pin(PgUnit::begin(&pool, begin)).await?,
+                    None => Box::pin(PgUnit::acquire(&pool)).await?,
+                };
+                return Ok(Unit {
+                    kind: UnitKind::Bound(tokio::sync::Mutex::new(txn.leasing(lease))),
+                    commits,
+                });
+            }
+        };
         // On PostgreSQL the unit holds its connection: see `PgUnit`.
         #[cfg(feature = "postgres")]
         if conn.get_database_backend() == DbBackend::Postgres {
@@ -257,6 +284,30 @@ impl TenantDb {
     pub fn with_catalog(mut self, catalog: crate::catalog::Catalog) -> Self {
         self.catalog = Some(catalog);
         self
+    }
+
+    /// Serves the tenants whose catalog entry puts them on the database tier: each one's units
+    /// run on a pool of its own database, which `tier` opens and closes under its cap (see
+    /// [`DatabaseTier`](crate::DatabaseTier)). In RLS mode they bind the tenant there as here.
+    /// Their operations run on sqlx, not on the pipeline.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] when the tier's `per_tenant` is 0 or above its
+    /// `max_connections`.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn with_database_tier(mut self, tier: super::DatabaseTier) -> Result<Self> {
+        tier.validate()?;
+        self.databases = Some(tier);
+        Ok(self)
+    }
+
+    /// The database tier, when the handle serves it.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn database_tier(&self) -> Option<&super::DatabaseTier> {
+        self.databases.as_ref()
     }
 
     /// The tenant catalog, when the handle has one.

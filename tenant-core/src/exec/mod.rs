@@ -12,6 +12,8 @@ use crate::Result;
 use crate::context::Access;
 
 mod connect;
+#[cfg(feature = "postgres")]
+mod databases;
 mod handle;
 #[cfg(feature = "postgres")]
 pub(crate) mod hooks;
@@ -23,6 +25,8 @@ mod placement;
 mod unit;
 
 pub use connect::TenantDbBuilder;
+#[cfg(feature = "postgres")]
+pub use databases::{DatabaseTier, ResolveDatabase, ResolveError};
 pub use handle::{AssertUnscoped, TenantDb, TenantTxn};
 pub(crate) use unit::in_unit;
 pub use unit::{Exec, Unit};

@@ -47,6 +47,8 @@ pub struct PgUnit {
     pub(super) fresh: bool,
     /// A stale prepared statement failed the transaction: the cache is cleared when it ends.
     stale: bool,
+    /// The hold on a database-tier tenant's pool: dropped after the connection.
+    lease: Option<super::databases::Lease>,
 }
 
 /// What a statement on a [`PgUnit`] is run for.
@@ -72,6 +74,7 @@ impl PgUnit {
             begin: None,
             fresh: false,
             stale: false,
+            lease: None,
         })
     }
 
@@ -81,6 +84,12 @@ impl PgUnit {
         let mut unit = Self::acquire(pool).await?;
         unit.start(begin).await.map_err(sqlx_err)?;
         Ok(unit)
+    }
+
+    /// The same unit, holding `lease` on its pool until it is dropped.
+    pub(super) fn leasing(mut self, lease: super::databases::Lease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// `BEGIN` on a unit that has no transaction (a `TenantTxn` in app-level mode).

@@ -24,15 +24,13 @@ pub(super) enum Pool<'a> {
     App(&'a DatabaseConnection),
     /// The connection for system scopes in RLS mode, whose role bypasses the policies.
     System(&'a DatabaseConnection),
-}
-
-impl<'a> Pool<'a> {
-    /// The connection itself.
-    pub(super) fn connection(&self) -> &'a DatabaseConnection {
-        match self {
-            Pool::App(conn) | Pool::System(conn) => conn,
-        }
-    }
+    /// The pool of a database-tier tenant's own database, leased from the tier.
+    #[cfg(feature = "postgres")]
+    Database {
+        tier: &'a super::DatabaseTier,
+        tenant: TenantId,
+        reference: String,
+    },
 }
 
 impl TenantDb {
@@ -56,9 +54,14 @@ impl TenantDb {
         access: Option<&Access>,
         entry: Option<&TenantRecord>,
     ) -> Result<Placement<'_>> {
-        let schema = match entry {
-            Some(entry) => own_schema(entry)?,
-            None => None,
+        let place = match entry {
+            Some(entry) => own_place(entry)?,
+            None => Place::Shared,
+        };
+        let schema = if let Place::Schema(schema) = place {
+            Some(schema)
+        } else {
+            None
         };
         if schema.is_some() && self.backend() != DbBackend::Postgres {
             return Err(Error::NeedsPostgres {
@@ -73,6 +76,24 @@ impl TenantDb {
         // In RLS mode every unit runs in a transaction, global reads included: behind
         // PgBouncer's transaction pooling a statement outside a transaction may be prepared on
         // one server connection and executed on another.
+        // The pool a unit acting for the tenant runs on.
+        let app = || -> Result<Pool<'_>> {
+            match (place, entry) {
+                #[cfg(feature = "postgres")]
+                (Place::Database(reference), Some(entry)) => match &self.databases {
+                    Some(tier) => Ok(Pool::Database {
+                        tier,
+                        tenant: entry.id,
+                        reference: reference.to_owned(),
+                    }),
+                    None => Err(Error::TierNotServed {
+                        tenant: entry.id,
+                        tier: Tier::Database,
+                    }),
+                },
+                _ => Ok(Pool::App(&self.conn)),
+            }
+        };
         let (pool, binding) = match (self.rls.as_deref(), access) {
             (Some(_), Some(Access::System(_))) => match &self.system {
                 Some(system) => (Pool::System(system), None),
@@ -84,11 +105,11 @@ impl TenantDb {
                     schema,
                     search_path: &self.search_path,
                 };
-                (Pool::App(&self.conn), Some(bound.sql()))
+                (app()?, Some(bound.sql()))
             }
             // App-level mode: a tenant of its own schema still needs a transaction to bind it.
             (None, _) => (
-                Pool::App(&self.conn),
+                app()?,
                 schema.map(|schema| {
                     Bound {
                         setting: None,
@@ -122,26 +143,40 @@ impl TenantDb {
                 begin: binding,
                 confine: self.rls.is_some(),
             }),
-            // A system scope in RLS mode runs on the bypass connection, which is sqlx's.
-            Placement {
-                pool: Pool::System(_),
-                ..
-            } => None,
+            // A system scope in RLS mode runs on the bypass connection, which is sqlx's; a
+            // database-tier tenant on its own database's pool.
+            Placement { .. } => None,
         })
     }
 }
 
-/// The schema of a tenant on the schema tier, checked again: the catalog's table may have been
-/// changed behind the catalog's back, and the name is written into SQL.
-fn own_schema(entry: &TenantRecord) -> Result<Option<&str>> {
-    match (entry.tier, entry.schema_name.as_deref()) {
-        (Tier::Shared, _) => Ok(None),
-        (Tier::Schema, Some(schema)) if is_tenant_schema_name(schema) => Ok(Some(schema)),
-        (Tier::Schema, _) => Err(Error::InvalidTenantEntry {
+/// Where a tenant's rows are, from its catalog entry.
+#[derive(Clone, Copy)]
+enum Place<'e> {
+    /// The shared tables.
+    Shared,
+    /// Its own schema.
+    Schema(&'e str),
+    /// Its own database: the catalog's reference to it.
+    #[cfg(feature = "postgres")]
+    Database(&'e str),
+}
+
+/// Where `entry`'s tenant's rows are. The schema name is checked again: the catalog's table may
+/// have been changed behind the catalog's back, and the name is written into SQL.
+fn own_place(entry: &TenantRecord) -> Result<Place<'_>> {
+    match (entry.tier, &entry.schema_name, &entry.database_ref) {
+        (Tier::Shared, _, _) => Ok(Place::Shared),
+        (Tier::Schema, Some(schema), _) if is_tenant_schema_name(schema) => {
+            Ok(Place::Schema(schema))
+        }
+        (Tier::Schema, _, _) => Err(Error::InvalidTenantEntry {
             field: "schema name",
             reason: "must be a lowercase identifier of its own (not `public`, `information_schema` or `pg_*`)",
         }),
-        (tier @ Tier::Database, _) => Err(Error::TierNotServed {
+        #[cfg(feature = "postgres")]
+        (Tier::Database, _, Some(reference)) => Ok(Place::Database(reference)),
+        (tier @ Tier::Database, _, _) => Err(Error::TierNotServed {
             tenant: entry.id,
             tier,
         }),
