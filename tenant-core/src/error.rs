@@ -183,6 +183,18 @@ pub enum Error {
         /// Its tier in the catalog.
         tier: crate::catalog::Tier,
     },
+    /// A system scope inserted a row for a tenant whose rows the catalog puts in a schema or
+    /// database of its own: a system scope writes the shared tables, where that tenant would
+    /// never see the row.
+    #[error(
+        "tenant {tenant}'s rows are on the {tier} tier, and a system scope writes the shared tables; write them inside `tenant::scope({tenant}, ..)`"
+    )]
+    TenantElsewhere {
+        /// The tenant the row names.
+        tenant: crate::TenantId,
+        /// Its tier in the catalog.
+        tier: crate::catalog::Tier,
+    },
     /// The database tier's resolver could not turn a tenant's database reference into a URL,
     /// or the URL is not one PostgreSQL's driver accepts.
     #[error("the database of tenant {tenant} could not be resolved: {source}")]

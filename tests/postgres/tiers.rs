@@ -358,3 +358,78 @@ async fn provisioning_a_schema_is_all_or_nothing() {
         .unwrap();
     assert_eq!(made, 0, "no table of the failed provisioning is left");
 }
+
+/// A system scope writes the shared tables: every way it inserts a row for a tenant whose rows
+/// are in a schema of its own is refused, and nothing reaches the shared tables; a row for the
+/// shared tenant is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_scope_never_writes_a_schema_tenants_row_into_the_shared_tables() {
+    use sea_orm::ActiveValue::Set;
+    for (rls, pipelined) in [(false, true), (true, false)] {
+        let env = one_connection(rls, Tiers::HYBRID, pipelined).await;
+        let at = format!("rls {rls}, pipeline {pipelined}");
+        let named = |t: TenantId, slug: &str| {
+            let mut p = new_post(slug);
+            p.tenant_id = Set(*t.as_uuid());
+            p
+        };
+        let system = || tenant::SystemScope::assert("test: system writes");
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        let results = vec![
+            (
+                "insert",
+                system()
+                    .run(named(env.acme, "a").insert(&env.db))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "repo insert",
+                system()
+                    .run(repo.insert(named(env.acme, "b")))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "insert_many",
+                system()
+                    .run(repo.insert_many([named(env.globex, "c"), named(env.acme, "d")]))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "upsert",
+                system()
+                    .run(repo.upsert(named(env.acme, "e")))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "in a transaction",
+                system()
+                    .run(async {
+                        let txn = env.db.begin().await?;
+                        named(env.acme, "f").insert(&txn).await?;
+                        txn.commit().await
+                    })
+                    .await,
+            ),
+        ];
+        for (what, result) in results {
+            assert!(
+                matches!(result, Err(Error::TenantElsewhere { tenant, tier: tenant::catalog::Tier::Schema }) if tenant == env.acme),
+                "{at}: {what}: {result:?}"
+            );
+        }
+        assert_eq!(
+            env.raw_posts().await,
+            0,
+            "{at}: nothing was written anywhere"
+        );
+        let row = system()
+            .run(named(env.globex, "shared").insert(&env.db))
+            .await
+            .unwrap();
+        assert_eq!(row.tenant_id, *env.globex.as_uuid(), "{at}");
+    }
+}

@@ -228,7 +228,11 @@ impl TenantDb {
             }
             UnitKind::Shared(_) => unreachable!("a `TenantDb` unit runs on its own pool"),
         };
-        Ok(TenantTxn { txn, access })
+        Ok(TenantTxn {
+            txn,
+            access,
+            catalog: self.catalog.clone(),
+        })
     }
 
     /// A unit of work acting for `access` (`None`: no tenant needed, such as a global table),
@@ -279,7 +283,12 @@ impl TenantDb {
     /// Admits only the operations of tenants whose entry in `catalog` is active: an unknown,
     /// suspended, offboarded, provisioning or moving tenant's operations fail with their own
     /// error ([`Error::UnknownTenant`], [`Error::TenantSuspended`], ..) before any SQL is sent.
-    /// System scopes and global tables act for no tenant and are not checked.
+    /// System scopes and global tables act for no tenant and are not checked, but a row a system
+    /// scope inserts must be for a tenant of the shared tables ([`Error::TenantElsewhere`]).
+    ///
+    /// Give the catalog a pool of its own, or one that units of work do not exhaust: a lookup
+    /// that misses the cache inside a unit (a system scope's insert whose hook changed the row's
+    /// tenant) waits for a connection of the catalog's pool.
     #[must_use]
     pub fn with_catalog(mut self, catalog: crate::catalog::Catalog) -> Self {
         self.catalog = Some(catalog);
@@ -370,6 +379,8 @@ impl fmt::Debug for TenantDb {
 pub struct TenantTxn {
     txn: TxnKind,
     access: Access,
+    /// The handle's catalog, which says where a system scope's rows may be written.
+    catalog: Option<crate::catalog::Catalog>,
 }
 
 enum TxnKind {
@@ -450,6 +461,14 @@ impl TenantConnection for TenantDb {
         context::access()
     }
 
+    fn __shared_tenant(
+        &self,
+        _: private::Token,
+        tenant: crate::TenantId,
+    ) -> impl Future<Output = Result<()>> + Send {
+        shared_tenant(self.catalog.as_ref(), tenant)
+    }
+
     #[cfg(feature = "pipeline")]
     fn __route(
         &self,
@@ -474,6 +493,14 @@ impl TenantConnection for TenantTxn {
         std::future::ready(Ok(Unit::shared(exec)))
     }
 
+    fn __shared_tenant(
+        &self,
+        _: private::Token,
+        tenant: crate::TenantId,
+    ) -> impl Future<Output = Result<()>> + Send {
+        shared_tenant(self.catalog.as_ref(), tenant)
+    }
+
     fn __access(&self, _: private::Token) -> Result<Access> {
         let now = context::access()?;
         match (&self.access, &now) {
@@ -484,6 +511,23 @@ impl TenantConnection for TenantTxn {
                 scope: describe(scope),
             }),
         }
+    }
+}
+
+/// Refuses `tenant` when `catalog` puts its rows in a schema or database of its own.
+async fn shared_tenant(
+    catalog: Option<&crate::catalog::Catalog>,
+    tenant: crate::TenantId,
+) -> Result<()> {
+    let Some(catalog) = catalog else {
+        return Ok(());
+    };
+    match Box::pin(catalog.lookup(tenant)).await? {
+        Some(entry) if entry.tier != crate::catalog::Tier::Shared => Err(Error::TenantElsewhere {
+            tenant,
+            tier: entry.tier,
+        }),
+        _ => Ok(()),
     }
 }
 

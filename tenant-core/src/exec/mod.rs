@@ -53,6 +53,14 @@ pub trait TenantConnection: private::Sealed + Sync {
     #[doc(hidden)]
     fn __access(&self, token: private::Token) -> Result<Access>;
 
+    /// Refuses `tenant` unless its rows are in the shared tables: what a system scope writes.
+    #[doc(hidden)]
+    fn __shared_tenant(
+        &self,
+        token: private::Token,
+        tenant: crate::TenantId,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Where an operation acting for `access` goes on the pipelined executor, if anywhere, once
     /// the catalog (if any) admitted its tenant.
     #[cfg(feature = "pipeline")]
@@ -79,6 +87,14 @@ impl<T: TenantConnection> TenantConnection for &T {
 
     fn __access(&self, _: private::Token) -> Result<Access> {
         (**self).__access(private::Token(()))
+    }
+
+    fn __shared_tenant(
+        &self,
+        _: private::Token,
+        tenant: crate::TenantId,
+    ) -> impl Future<Output = Result<()>> + Send {
+        (**self).__shared_tenant(private::Token(()), tenant)
     }
 
     #[cfg(feature = "pipeline")]
@@ -108,6 +124,14 @@ pub(crate) async fn unit<'c, C: TenantConnection + ?Sized>(
     access: Option<&Access>,
 ) -> Result<Unit<'c>> {
     conn.__unit(private::Token(()), access).await
+}
+
+/// Refuses `tenant` unless the catalog of `conn` (if any) puts its rows in the shared tables.
+pub(crate) async fn shared_tenant<C: TenantConnection + ?Sized>(
+    conn: &C,
+    tenant: crate::TenantId,
+) -> Result<()> {
+    conn.__shared_tenant(private::Token(()), tenant).await
 }
 
 /// Who an operation on `conn` acts for right now.

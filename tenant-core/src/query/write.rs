@@ -10,12 +10,13 @@ use sea_orm::{
 };
 
 use super::template::{self, Shape};
+use crate::context::Access;
 use crate::entity::{TenantScoped, table_name};
 use crate::exec::TenantConnection;
 #[cfg(feature = "postgres")]
 use crate::exec::hooks::Lazy;
 use crate::exec::in_unit;
-use crate::scope::{Plan, hold_tenant, stamp};
+use crate::scope::{Plan, hold_tenant, row_tenant, stamp};
 use crate::{Error, Result};
 
 pub(crate) type ModelOf<A> = <<A as ActiveModelTrait>::Entity as EntityTrait>::Model;
@@ -60,6 +61,44 @@ where
     save_row(conn, plan, am, true).await
 }
 
+/// Stamps an insert with the tenant, or freezes it in an update ([`hold_tenant`]); a system
+/// scope's insert must name a tenant of the shared tables ([`shared_row`]). `checked` is the
+/// tenant the row named before its hooks ran, already checked before the unit of work was
+/// opened: the catalog is read again only when a hook changed it (while the unit holds its
+/// connection, so give the catalog a pool the units do not exhaust).
+async fn hold<A, C>(
+    conn: &C,
+    am: &mut A,
+    access: &Access,
+    insert: bool,
+    checked: Option<crate::TenantId>,
+) -> Result<()>
+where
+    A: ActiveModelTrait,
+    A::Entity: TenantScoped,
+    C: TenantConnection,
+{
+    hold_tenant(am, access, insert)?;
+    let tenant = row_tenant(am);
+    if insert && tenant != checked {
+        shared_row(conn, tenant, access).await?;
+    }
+    Ok(())
+}
+
+/// A system scope writes the shared tables: a row it inserts for a tenant whose rows the catalog
+/// puts in a schema or database of its own is refused, never left where that tenant cannot see
+/// it.
+async fn shared_row<C>(conn: &C, tenant: Option<crate::TenantId>, access: &Access) -> Result<()>
+where
+    C: TenantConnection,
+{
+    match (access, tenant) {
+        (Access::System(_), Some(tenant)) => crate::exec::shared_tenant(conn, tenant).await,
+        _ => Ok(()),
+    }
+}
+
 /// An insert (`insert`) or an update by key, with the model's `before_save` and `after_save`
 /// hooks around it.
 async fn save_row<A, C>(conn: &C, plan: Plan, am: A, insert: bool) -> Result<ModelOf<A>>
@@ -70,13 +109,18 @@ where
     C: TenantConnection,
 {
     let access = plan.access().cloned().ok_or(Error::NoTenant)?;
+    // Before any connection is held: the catalog may share the pool a system unit runs on.
+    let checked = row_tenant(&am);
+    if insert {
+        shared_row(conn, checked, &access).await?;
+    }
     #[cfg(feature = "pipeline")]
     if let Some(route) = crate::exec::route(conn, plan.access()).await?
         && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
     {
         // Boxed: keeps the pipelined path's state out of every write's future.
         return Box::pin(piped::save(
-            conn, &plan, &route, &decoder, am, &access, insert,
+            conn, &plan, &route, &decoder, am, &access, insert, checked,
         ))
         .await;
     }
@@ -89,7 +133,7 @@ where
             let exec = &unit.exec();
             async {
                 let mut am = am.before_save(exec, insert).await?;
-                hold_tenant(&mut am, &access, insert)?;
+                hold(conn, &mut am, &access, insert, checked).await?;
                 let model = save_statement(exec, plan, am, insert).await?;
                 if deferred {
                     return Ok(model);
@@ -344,6 +388,7 @@ where
     let mut rows = Vec::new();
     for mut am in models {
         stamp(&mut am, &access)?;
+        shared_row(conn, row_tenant(&am), &access).await?;
         rows.push(am);
     }
     if rows.is_empty() {
@@ -555,6 +600,7 @@ where
     let plan = Plan::of::<A::Entity, C>(conn, "upsert")?;
     let access = plan.access().cloned().ok_or(Error::NoTenant)?;
     stamp(&mut am, &access)?;
+    shared_row(conn, row_tenant(&am), &access).await?;
     let tenant_column = <A::Entity as TenantScoped>::TENANT_COLUMN;
     // Keys are never updated: the row keeps its identity, and children keep their parent.
     let is_key = |c: &<A::Entity as EntityTrait>::Column| {
@@ -604,8 +650,8 @@ mod piped {
     };
 
     use super::{
-        ModelOf, after_delete_committed, after_save_committed, delete_statement, deleted,
-        hold_tenant, insert_sql, save_statement, saved_error, saved_nothing, update_sql,
+        ModelOf, after_delete_committed, after_save_committed, delete_statement, deleted, hold,
+        insert_sql, save_statement, saved_error, saved_nothing, update_sql,
     };
     use crate::context::Access;
     use crate::entity::TenantScoped;
@@ -660,6 +706,10 @@ mod piped {
     }
 
     /// An insert or an update by key, with its hooks (see the module's docs).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the sqlx path's state, handed over once it chose the pipeline"
+    )]
     pub(super) async fn save<A, C>(
         conn: &C,
         plan: &Plan,
@@ -668,6 +718,7 @@ mod piped {
         am: A,
         access: &Access,
         insert: bool,
+        checked: Option<crate::TenantId>,
     ) -> Result<ModelOf<A>>
     where
         A: ActiveModelTrait + ActiveModelBehavior + Send,
@@ -682,7 +733,7 @@ mod piped {
             let lazy = Lazy::new(conn, plan.access());
             let result = async {
                 let mut am = am.before_save(&lazy, insert).await?;
-                hold_tenant(&mut am, access, insert)?;
+                hold(conn, &mut am, access, insert, checked).await?;
                 let written = match save_sql(plan, &am, insert) {
                     Some(sql) => route.write_models(&sql, decoder, &columns).await?,
                     None => None,
@@ -705,7 +756,7 @@ mod piped {
                 let exec = &unit.exec();
                 async {
                     let mut am = hooked?;
-                    hold_tenant(&mut am, access, insert)?;
+                    hold(conn, &mut am, access, insert, checked).await?;
                     save_statement(exec, plan, am, insert).await
                 }
                 .await
@@ -714,7 +765,7 @@ mod piped {
             return after_save_committed::<A, C>(conn, plan, model, insert).await;
         }
         let mut am = hooked?;
-        hold_tenant(&mut am, access, insert)?;
+        hold(conn, &mut am, access, insert, checked).await?;
         let written = match save_sql(plan, &am, insert) {
             Some(sql) => route.write_models(&sql, decoder, &columns).await?,
             None => None,

@@ -8,4 +8,4 @@ mod stamp;
 
 pub(crate) use join::{Pin, tenant_on};
 pub(crate) use plan::Plan;
-pub(crate) use stamp::{hold_tenant, stamp};
+pub(crate) use stamp::{hold_tenant, row_tenant, stamp};

@@ -48,6 +48,20 @@ where
     }
 }
 
+/// The tenant a row names in its tenant column, if it names one.
+pub(crate) fn row_tenant<A>(am: &A) -> Option<TenantId>
+where
+    A: ActiveModelTrait,
+    A::Entity: TenantScoped,
+{
+    match am.get(<A::Entity as TenantScoped>::TENANT_COLUMN) {
+        ActiveValue::Set(Value::Uuid(Some(id))) | ActiveValue::Unchanged(Value::Uuid(Some(id))) => {
+            Some(TenantId::from(id))
+        }
+        _ => None,
+    }
+}
+
 /// Refuses an update that would change the tenant column, and keeps the column out of the `SET`
 /// list: the tenant of a row is fixed at insert.
 pub(crate) fn freeze_tenant<A>(am: &mut A, access: &Access) -> Result<()>
