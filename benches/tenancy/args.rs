@@ -15,7 +15,9 @@ usage: cargo bench --all-features --bench tenancy -- [options]
   --backend LIST     postgres, sqlite                          [postgres,sqlite]
   --impls LIST       sqlx, seaorm, repo, repo-pipe, rls,
                      rls-pipe, sqlx-txn; and, only when named,
-                     repo-catalog (`repo` with a tenant catalog) [all]
+                     repo-catalog (`repo` with a tenant catalog),
+                     schema-rls, schema-rls-pipe (`rls` with every
+                     tenant on a schema of its own)            [all]
   --only LIST        get, page, count, write (= insert, update
                      and delete)                               [all]
   --threads N        tokio worker threads of the client; 0: one thread

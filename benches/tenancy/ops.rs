@@ -39,6 +39,12 @@ pub(crate) enum Imp {
     /// [`Imp::Repo`] with a tenant catalog, every tenant registered and its entry cached: what
     /// admitting each operation costs. Not in the default set.
     RepoCatalog,
+    /// [`Imp::Rls`] with every tenant on the schema tier: a copy of `item` (with its policy) in
+    /// a schema of its own, bound per unit. Not in the default set (it provisions a schema per
+    /// tenant).
+    SchemaRls,
+    /// [`Imp::SchemaRls`] on the pipelined executor.
+    SchemaRlsPipe,
 }
 
 impl Imp {
@@ -54,7 +60,7 @@ impl Imp {
     ];
 
     /// Every implementation, the opt-in ones too: the order of the report's rows.
-    pub(crate) const EVERY: [Imp; 8] = [
+    pub(crate) const EVERY: [Imp; 10] = [
         Imp::Sqlx,
         Imp::SeaOrm,
         Imp::Repo,
@@ -62,6 +68,8 @@ impl Imp {
         Imp::RepoPipe,
         Imp::Rls,
         Imp::RlsPipe,
+        Imp::SchemaRls,
+        Imp::SchemaRlsPipe,
         Imp::SqlxTxn,
     ];
 
@@ -75,9 +83,11 @@ impl Imp {
             "repo-pipe" | "app-pipe" => Imp::RepoPipe,
             "rls-pipe" => Imp::RlsPipe,
             "repo-catalog" => Imp::RepoCatalog,
+            "schema-rls" => Imp::SchemaRls,
+            "schema-rls-pipe" => Imp::SchemaRlsPipe,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `repo-catalog`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`"
                 ));
             }
         })
@@ -94,12 +104,22 @@ impl Imp {
             Imp::RepoPipe => "TenantRepo (app), pipeline",
             Imp::RlsPipe => "RLS mode, pipeline",
             Imp::RepoCatalog => "TenantRepo (app), catalog",
+            Imp::SchemaRls => "schema tier, RLS",
+            Imp::SchemaRlsPipe => "schema tier, RLS, pipeline",
         }
     }
 
     /// Whether it needs PostgreSQL (Row-Level Security).
     pub(crate) fn postgres_only(self) -> bool {
-        matches!(self, Imp::Rls | Imp::SqlxTxn | Imp::RepoPipe | Imp::RlsPipe)
+        matches!(
+            self,
+            Imp::Rls
+                | Imp::SqlxTxn
+                | Imp::RepoPipe
+                | Imp::RlsPipe
+                | Imp::SchemaRls
+                | Imp::SchemaRlsPipe
+        )
     }
 }
 
@@ -217,6 +237,9 @@ pub(crate) struct Target {
     pub(crate) rls_pipe: Option<TenantDb>,
     /// `repo` with a tenant catalog in which every tenant is active and cached.
     pub(crate) repo_catalog: TenantDb,
+    /// RLS mode over the app role's pool, with a catalog putting every tenant in a schema of its
+    /// own, without and with a pipeline (PostgreSQL, when asked for).
+    pub(crate) schema_rls: Option<(TenantDb, TenantDb)>,
     /// Rows per tenant: what `count` must return.
     pub(crate) rows: u64,
 }
@@ -252,6 +275,13 @@ impl Target {
                     .as_ref()
                     .ok_or("the pipeline needs PostgreSQL")?;
                 repo(db, op, key).await?
+            }
+            (Imp::SchemaRls | Imp::SchemaRlsPipe, _) => {
+                let (sqlx, piped) = self
+                    .schema_rls
+                    .as_ref()
+                    .ok_or("the schema tier needs PostgreSQL")?;
+                repo(if imp == Imp::SchemaRls { sqlx } else { piped }, op, key).await?
             }
             (Imp::SqlxTxn, Raw::Postgres { app, .. }) => pg_set_config(app, op, key).await?,
             (Imp::SqlxTxn, Raw::Sqlite(_)) => return Err("sqlx-txn needs PostgreSQL".into()),

@@ -53,8 +53,14 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
                     if results.postgres_version.is_none() {
                         results.postgres_version = Some(setup::pg_version(&seeded.admin).await?);
                     }
+                    let schemas = args
+                        .impls
+                        .iter()
+                        .any(|i| matches!(i, Imp::SchemaRls | Imp::SchemaRlsPipe));
                     for &workers in &args.workers {
-                        let target = seeded.target(&data, workers, args.ping_on_acquire).await?;
+                        let target = seeded
+                            .target(&data, workers, args.ping_on_acquire, schemas)
+                            .await?;
                         measure(args, backend, &data, workers, target, &mut results).await?;
                     }
                     seeded.admin.close().await;
@@ -252,7 +258,13 @@ async fn statements(args: &Args) -> Result<()> {
     )))
     .execute(&seeded.admin)
     .await?;
-    let target = seeded.target(&data, 1, args.ping_on_acquire).await?;
+    let schemas = args
+        .impls
+        .iter()
+        .any(|i| matches!(i, Imp::SchemaRls | Imp::SchemaRlsPipe));
+    let target = seeded
+        .target(&data, 1, args.ping_on_acquire, schemas)
+        .await?;
     // Sessions read the setting when they start: the markers need a connection of their own.
     let markers = sea_orm::sqlx::PgPool::connect(&seeded.db.admin_url).await?;
     let marker = |text: String| {

@@ -40,6 +40,17 @@ pub(crate) struct PgData {
     pub(crate) db: pg::TestDb,
     pub(crate) admin: PgPool,
     pub(crate) plain_url: String,
+    /// Every tenant's copy of `item` in a schema of its own, provisioned when first asked for.
+    schemas: tokio::sync::OnceCell<SchemaTier>,
+}
+
+/// The schema tier of a data set: a schema per tenant (`t0`, `t1`, ..) holding its rows, and the
+/// catalog that says so, in a database of its own.
+#[derive(Debug)]
+struct SchemaTier {
+    /// Dropped (with the catalog's database) when this is dropped.
+    _catalog_db: pg::TestDb,
+    catalog: Catalog,
 }
 
 /// Connect options with sqlx's statement logging off: nothing is logged while measuring.
@@ -109,6 +120,7 @@ pub(crate) async fn pg_seed(data: &DataSet) -> Result<PgData> {
         db,
         admin,
         plain_url,
+        schemas: tokio::sync::OnceCell::new(),
     };
     seeded.check_roles(data).await?;
     Ok(seeded)
@@ -148,6 +160,7 @@ impl PgData {
         data: &DataSet,
         workers: usize,
         ping: bool,
+        schemas: bool,
     ) -> Result<Target> {
         let pool = |url: String| async move {
             let workers = u32::try_from(workers)?;
@@ -180,7 +193,21 @@ impl PgData {
         let rls_pipe = rls
             .clone()
             .with_pipeline(pipeline(self.db.app_url.clone()).await?)?;
+        let schema_rls = if schemas {
+            let tier = self
+                .schemas
+                .get_or_try_init(|| timed("schema tier", self.provision_schemas(data)))
+                .await?;
+            let db = rls.clone().with_catalog(tier.catalog.clone());
+            let piped = db
+                .clone()
+                .with_pipeline(pipeline(self.db.app_url.clone()).await?)?;
+            Some((db, piped))
+        } else {
+            None
+        };
         Ok(Target {
+            schema_rls,
             raw: Raw::Postgres { plain, app },
             repo_catalog: with_catalog(&orm, data, Some(&self.admin)).await?,
             repo: TenantDb::new(orm.clone()),
@@ -189,6 +216,62 @@ impl PgData {
             repo_pipe: Some(repo_pipe),
             rls_pipe: Some(rls_pipe),
             rows: data.rows,
+        })
+    }
+}
+
+impl PgData {
+    /// A schema per tenant with a copy of `item` (by `TenantTables::create_in`'s statements,
+    /// policy included) holding that tenant's rows, the app role's grants, and a catalog in a
+    /// database of its own listing every tenant on the schema tier, every entry cached.
+    async fn provision_schemas(&self, data: &DataSet) -> Result<SchemaTier> {
+        let tables = TenantTables::new()
+            .table::<item::Entity>()
+            .rls(Rls::default());
+        let role = pg::cluster().app_role().to_owned();
+        let catalog_db = pg::fresh_database().await;
+        let catalog_owner = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(pg_options(&catalog_db.admin_url)?)
+            .await?;
+        let catalog = Catalog::with_max_staleness(
+            SqlxPostgresConnector::from_sqlx_postgres_pool(catalog_owner),
+            Duration::from_hours(1),
+        );
+        catalog.create_table().await?;
+        for t in 0..data.tenants {
+            let schema = format!("t{t}");
+            let tenant = data.tenant(t);
+            let mut tx = self.admin.begin().await?;
+            for stmt in tables.statements_in(&schema)? {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.sql))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO item SELECT * FROM public.item WHERE tenant_id = $1")
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+            for grant in TenantTables::grants_in(&schema, &role)? {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(grant))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            catalog
+                .register(
+                    NewTenant::schema(TenantId::from(tenant), format!("t{t}"), schema)
+                        .status(TenantStatus::Active),
+                )
+                .await?;
+        }
+        sqlx::raw_sql("ANALYZE").execute(&self.admin).await?;
+        for t in 0..data.tenants {
+            catalog.lookup(TenantId::from(data.tenant(t))).await?;
+        }
+        Ok(SchemaTier {
+            _catalog_db: catalog_db,
+            catalog,
         })
     }
 }
@@ -340,6 +423,7 @@ impl SqliteData {
         Ok(Target {
             raw: Raw::Sqlite(pool),
             repo_catalog: with_catalog(&orm, data, None).await?,
+            schema_rls: None,
             repo: TenantDb::new(orm.clone()),
             orm,
             rls: None,
