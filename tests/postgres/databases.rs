@@ -286,3 +286,77 @@ async fn the_builder_serves_the_database_tier_through_the_catalog() {
     assert_eq!(there, 1, "the row is in the tenant's own database");
     assert_eq!(db.database_tier().unwrap().open_pools(), 1);
 }
+
+/// The audit of every tenant on a schema or database of its own: clean as provisioned; a
+/// database tenant's table left without its policy and a schema tenant's missing table are
+/// findings naming where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_audit_covers_every_schema_and_database_tenant() {
+    let env = {
+        let (app, raw, keep) = crate::connections().await;
+        let role = crate::pg::cluster().app_role().to_owned();
+        let databases = crate::tenant_databases(1).await;
+        Env::new_tiered(
+            app,
+            raw,
+            &role,
+            true,
+            Tiers::FLEET,
+            databases,
+            Box::new(keep),
+        )
+        .await
+    };
+    let tables = tenant::TenantTables::new()
+        .tables(entities::tables())
+        .rls(tenant::Rls::default());
+    let report = env.db.audit_tenants(&tables).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+
+    env.raw
+        .execute_unprepared("DROP TABLE t_acme.post_tag")
+        .await
+        .unwrap();
+    let Some(crate::common::Place::Database(owner)) = env.place_of(env.globex) else {
+        panic!("globex is on the database tier");
+    };
+    owner
+        .execute_unprepared("ALTER TABLE comment DISABLE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    let report = env.db.audit_tenants(&tables).await.unwrap();
+    let found: Vec<_> = report
+        .findings()
+        .iter()
+        .map(|f| {
+            (
+                f.kind,
+                f.table.as_deref(),
+                f.schema.as_deref(),
+                f.database.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                tenant::FindingKind::TableMissing,
+                Some("post_tag"),
+                Some("t_acme"),
+                None
+            ),
+            (
+                tenant::FindingKind::RlsDisabled,
+                Some("comment"),
+                None,
+                Some("test:0")
+            ),
+        ],
+        "{report}"
+    );
+    assert!(
+        report.to_string().contains("in database `test:0`"),
+        "{report}"
+    );
+}

@@ -59,6 +59,10 @@ pub struct Finding {
     /// The schema-tier tenant schema the table is in ([`audit_in`]); `None` for the tables on
     /// the search path and the role.
     pub schema: Option<String>,
+    /// The catalog's reference of the database-tier tenant database it is about
+    /// ([`TenantDb::audit_tenants`](crate::TenantDb::audit_tenants)); `None` for the database
+    /// audited directly.
+    pub database: Option<String>,
     /// What is wrong and why it matters.
     pub message: String,
     /// What to do about it, usually the SQL to run as the tables' owner or an administrator.
@@ -75,6 +79,7 @@ impl Finding {
             kind,
             table: table.map(str::to_owned),
             schema: None,
+            database: None,
             message,
             fix,
         }
@@ -83,6 +88,9 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(database) = &self.database {
+            write!(f, "in database `{database}`: ")?;
+        }
         match &self.schema {
             Some(schema) => write!(
                 f,
@@ -115,6 +123,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// `other`'s findings after these.
+    pub(crate) fn extend(&mut self, other: Report) {
+        self.findings.extend(other.findings);
+    }
+
+    /// The same findings, each about the tenant database the catalog calls `reference`.
+    pub(crate) fn in_database(mut self, reference: &str) -> Self {
+        for f in &mut self.findings {
+            f.database = Some(reference.to_owned());
+        }
+        self
+    }
+
     /// The findings.
     pub fn findings(&self) -> &[Finding] {
         &self.findings

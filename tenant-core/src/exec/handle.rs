@@ -312,6 +312,56 @@ impl TenantDb {
         Ok(self)
     }
 
+    /// Audits every tenant the catalog puts on a schema or database of its own, as the start-up
+    /// audit does the shared tables: each schema tenant's copies with
+    /// [`audit_in`](crate::audit_in) on this handle's pool, each database tenant's database with
+    /// [`audit`](crate::audit) on its tier's pool (role checks included, since its role may
+    /// differ). Offboarded tenants are skipped. Every finding names its schema
+    /// ([`Finding::schema`](crate::Finding::schema)) or database reference
+    /// ([`Finding::database`](crate::Finding::database)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSetting`] without a catalog; [`Error::TierNotServed`] for a database
+    /// tenant without a database tier; the database's error.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub async fn audit_tenants(&self, tables: &crate::TenantTables) -> Result<crate::Report> {
+        use crate::catalog::{TenantStatus, Tier};
+        let Some(catalog) = &self.catalog else {
+            return Err(Error::InvalidSetting {
+                setting: "tenant audit",
+                reason: "the tenants to audit are the catalog's: give the handle one",
+            });
+        };
+        let mut report = crate::Report::default();
+        for entry in catalog.list(None).await? {
+            if entry.status == TenantStatus::Offboarded {
+                continue;
+            }
+            match (entry.tier, &entry.schema_name, &entry.database_ref) {
+                (Tier::Schema, Some(schema), _) => {
+                    report.extend(crate::audit_in(&self.conn, tables, schema).await?);
+                }
+                (Tier::Database, _, Some(reference)) => {
+                    let Some(tier) = &self.databases else {
+                        return Err(Error::TierNotServed {
+                            tenant: entry.id,
+                            tier: entry.tier,
+                        });
+                    };
+                    let (pool, lease) = tier.lease(entry.id, reference).await?;
+                    let conn = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+                    let found = crate::audit(&conn, tables).await?;
+                    drop(lease);
+                    report.extend(found.in_database(reference));
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+
     /// The database tier, when the handle serves it.
     #[cfg(feature = "postgres")]
     #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
