@@ -124,11 +124,13 @@ pub struct Report {
 
 impl Report {
     /// `other`'s findings after these.
+    #[cfg(feature = "postgres")]
     pub(crate) fn extend(&mut self, other: Report) {
         self.findings.extend(other.findings);
     }
 
     /// The same findings, each about the tenant database the catalog calls `reference`.
+    #[cfg(feature = "postgres")]
     pub(crate) fn in_database(mut self, reference: &str) -> Self {
         for f in &mut self.findings {
             f.database = Some(reference.to_owned());
