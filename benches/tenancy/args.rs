@@ -30,6 +30,12 @@ usage: cargo bench --all-features --bench tenancy -- [options]
                      one varies between runs)
   --statements       instead of measuring, print what each implementation sends
                      to PostgreSQL for one operation of each kind (server log)
+  --fleet N          instead of measuring, N tenant databases behind a database
+                     tier: `--ops` requests (insert, then get by id) from the
+                     first `--workers` count, spread over all of them; failures,
+                     p50, p99 and pools opened, beside the same requests on the
+                     shared tier
+  --cap C            the database tier's connection cap with `--fleet`  [50]
   --quick            the CI smoke run: T=10, R=20, C=2, 10 ops per cell, 2 rounds;
                      explicit options still apply
   --help             this text
@@ -56,11 +62,16 @@ pub(crate) struct Args {
     pub(crate) quick: bool,
 }
 
-/// Measure, or show the statements.
+/// Measure, show the statements, or load a fleet of tenant databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     Measure,
     Statements,
+    /// `--fleet N --cap C`: N tenant databases behind a database tier of C connections.
+    Fleet {
+        databases: usize,
+        cap: u32,
+    },
 }
 
 pub(crate) enum Parsed {
@@ -84,6 +95,8 @@ struct Given {
     no_cpu_qos: bool,
     mode: Option<Mode>,
     quick: bool,
+    fleet: Option<usize>,
+    cap: Option<u32>,
 }
 
 impl Args {
@@ -131,6 +144,8 @@ impl Args {
                 "--ping-on-acquire" => given.ping_on_acquire = true,
                 "--no-cpu-qos" => given.no_cpu_qos = true,
                 "--statements" => given.mode = Some(Mode::Statements),
+                "--fleet" => given.fleet = Some(number(&value()?, "--fleet")?),
+                "--cap" => given.cap = Some(number(&value()?, "--cap")?),
                 "--quick" => given.quick = true,
                 // `cargo bench` passes `--bench`; `cargo test --benches` does not.
                 "--bench" => {}
@@ -186,9 +201,23 @@ impl Args {
             ping_on_acquire: g.ping_on_acquire,
             // The smoke run measures nothing; it needs no root.
             cpu_qos: !g.no_cpu_qos && !quick,
-            mode: g.mode.unwrap_or(Mode::Measure),
+            mode: match (g.fleet, g.mode) {
+                (Some(databases), None) => Mode::Fleet {
+                    databases,
+                    cap: g.cap.unwrap_or(50),
+                },
+                (Some(_), Some(_)) => {
+                    return Err("`--fleet` and `--statements` are two modes: pick one".to_owned());
+                }
+                (None, mode) => mode.unwrap_or(Mode::Measure),
+            },
             quick,
         };
+        if let Mode::Fleet { databases, cap } = args.mode
+            && (databases == 0 || cap == 0)
+        {
+            return Err("`--fleet` and `--cap` must be at least 1".to_owned());
+        }
         if args.tenants.contains(&0) || args.rows == 0 || args.workers.contains(&0) {
             return Err("tenants, rows and workers must be at least 1".to_owned());
         }

@@ -6,6 +6,7 @@
 //! cargo bench --all-features --bench tenancy                  # the full run of BENCHMARKS.md
 //! cargo bench --all-features --bench tenancy -- --quick       # a few hundred operations: does it still work?
 //! cargo bench --all-features --bench tenancy -- --help        # every option
+//! cargo bench --all-features --bench tenancy -- --fleet 1000 --cap 50 --workers 16 --ops 20000
 //! ```
 //!
 //! Prints markdown tables (ops/s, p50, p99 per operation and the ratio to plain SeaORM) on
@@ -17,6 +18,7 @@ mod pg;
 mod args;
 mod data;
 mod entity;
+mod fleet;
 mod ops;
 mod report;
 mod run;

@@ -17,6 +17,9 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
     if args.mode == Mode::Statements {
         return statements(args).await;
     }
+    if let Mode::Fleet { databases, cap } = args.mode {
+        return crate::fleet::main(args, databases, cap).await;
+    }
     let started = Instant::now();
     let mut results = Results {
         cells: BTreeMap::new(),
