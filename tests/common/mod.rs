@@ -129,8 +129,13 @@ impl Env {
     /// The tenants on the `tiers` a catalog says, on one handle: the shared tables (for the
     /// global ones, and a shared tenant) in `public`, a copy of the tenant tables in each schema
     /// tenant's schema (`t_acme`, `t_globex`), and each database tenant's tables in one of
-    /// `databases`, with RLS when `rls`; `app` connects as `app_role`.
+    /// `databases` (each with a pipeline when `pipelined_databases`), with RLS when `rls`; `app`
+    /// connects as `app_role`.
     #[cfg(feature = "postgres")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a test fixture's every knob, spelled at each call"
+    )]
     pub async fn new_tiered(
         app: DatabaseConnection,
         raw: DatabaseConnection,
@@ -138,6 +143,7 @@ impl Env {
         rls: bool,
         tiers: Tiers,
         databases: Vec<TenantDatabase>,
+        pipelined_databases: bool,
         keep: Box<dyn Any + Send + Sync>,
     ) -> Self {
         use tenant::catalog::{Catalog, NewTenant, TenantStatus};
@@ -199,10 +205,14 @@ impl Env {
         }
         .with_catalog(catalog);
         env.db = if tiers.databases() > 0 {
-            // Room for one tenant database's pool at a time: every switch closes the other.
-            let tier = tenant::DatabaseTier::new(TestUrls(urls))
-                .max_connections(1)
+            // Room for one tenant database's pool (and pipeline) at a time: every switch closes
+            // the other.
+            let mut tier = tenant::DatabaseTier::new(TestUrls(urls))
+                .max_connections(1 + u32::from(pipelined_databases))
                 .per_tenant(1);
+            if pipelined_databases {
+                tier = tier.pipeline(1);
+            }
             db.with_database_tier(tier).expect("a valid database tier")
         } else {
             db

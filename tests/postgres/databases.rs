@@ -303,6 +303,7 @@ async fn the_tenant_audit_covers_every_schema_and_database_tenant() {
             true,
             Tiers::FLEET,
             databases,
+            false,
             Box::new(keep),
         )
         .await
@@ -358,5 +359,48 @@ async fn the_tenant_audit_covers_every_schema_and_database_tenant() {
     assert!(
         report.to_string().contains("in database `test:0`"),
         "{report}"
+    );
+}
+
+/// Both tenants on databases of their own, each with its own pipeline, behind room for one
+/// database at a time: every operation kind dropped at every poll point, on the tenant
+/// databases' pipelines, leaves no transaction open on either, and the pipelines ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_tier_pipelined_operations_dropped_at_every_poll_leave_no_transaction_open() {
+    let test_db = crate::pg::fresh_database().await;
+    let mut options = ConnectOptions::new(test_db.app_url.clone());
+    options
+        .max_connections(1)
+        .min_connections(0)
+        .sqlx_logging(false);
+    let app = sea_orm::Database::connect(options).await.unwrap();
+    let mut admin = ConnectOptions::new(test_db.admin_url.clone());
+    admin
+        .max_connections(1)
+        .min_connections(0)
+        .sqlx_logging(false);
+    let raw = sea_orm::Database::connect(admin).await.unwrap();
+    let role = crate::pg::cluster().app_role().to_owned();
+    let databases = crate::tenant_databases(2).await;
+    let env = Env::new_tiered(
+        app,
+        raw,
+        &role,
+        true,
+        Tiers::DATABASE,
+        databases,
+        true,
+        Box::new(test_db),
+    )
+    .await;
+    let tier = env.db.database_tier().unwrap().clone();
+    cancel_at_every_poll(&env, "database tier, RLS, pipelines").await;
+    assert!(
+        tier.pipelined_statements() > 0,
+        "the tenant databases' pipelines took the reads and writes"
+    );
+    assert!(
+        tier.pools_opened() > 2,
+        "the one room was handed back and forth"
     );
 }

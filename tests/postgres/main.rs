@@ -129,7 +129,17 @@ async fn tiered(rls: bool, tiers: common::Tiers, pipelined: bool) -> Env {
     let role = pg::cluster().app_role().to_owned();
     let url = keep.app_url.clone();
     let databases = tenant_databases(tiers.databases()).await;
-    let env = Env::new_tiered(app, raw, &role, rls, tiers, databases, Box::new(keep)).await;
+    let env = Env::new_tiered(
+        app,
+        raw,
+        &role,
+        rls,
+        tiers,
+        databases,
+        pipelined,
+        Box::new(keep),
+    )
+    .await;
     if pipelined {
         env.with_pipeline(&url, 2)
     } else {
@@ -185,8 +195,17 @@ mod database_tier_rls {
     crate::scenarios!(@with_catalog setup);
 }
 
+/// Both tenants on databases of their own, in RLS mode, each database with its own pipeline.
+mod database_tier_rls_pipeline {
+    async fn setup() -> super::Env {
+        super::tiered(true, crate::common::Tiers::DATABASE, true).await
+    }
+
+    crate::scenarios!(@with_catalog setup);
+}
+
 /// Every scenario again with a schema tenant (`acme`) beside a database tenant (`globex`), in
-/// app-level mode with the pipeline.
+/// app-level mode with the pipeline (the shared database's, and the tenant database's own).
 mod fleet_pipeline {
     async fn setup() -> super::Env {
         super::tiered(false, crate::common::Tiers::FLEET, true).await

@@ -322,7 +322,17 @@ pub(crate) async fn one_connection_env(
         Some(tiers) => {
             let role = crate::pg::cluster().app_role().to_owned();
             let databases = crate::tenant_databases(tiers.databases()).await;
-            Env::new_tiered(app, raw, &role, rls, tiers, databases, Box::new(test_db)).await
+            Env::new_tiered(
+                app,
+                raw,
+                &role,
+                rls,
+                tiers,
+                databases,
+                false,
+                Box::new(test_db),
+            )
+            .await
         }
         None if rls => Env::new_rls(app, raw, Box::new(test_db)).await,
         None => Env::new(app, raw, Box::new(test_db)).await,

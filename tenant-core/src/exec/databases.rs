@@ -63,6 +63,9 @@ struct Inner {
     resolver: Box<dyn ResolveDatabase>,
     max_connections: u32,
     per_tenant: u32,
+    /// Connections of each tenant database's pipeline (0: none).
+    #[cfg(feature = "pipeline")]
+    pipeline: usize,
     acquire_timeout: Duration,
     idle_timeout: Duration,
     state: Mutex<State>,
@@ -70,6 +73,9 @@ struct Inner {
     released: tokio::sync::Notify,
     /// How many pools were ever opened, for the tier's figures.
     opened: AtomicUsize,
+    /// Statements run on the tenant databases' pipelines, all of them together.
+    #[cfg(feature = "pipeline")]
+    piped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Default)]
@@ -83,6 +89,9 @@ struct Open {
     /// Told apart from a later pool of the same tenant: the clock when it was opened.
     id: u64,
     pool: PgPool,
+    /// Its pipelined executor, when the tier gives each database one.
+    #[cfg(feature = "pipeline")]
+    pipeline: Option<crate::Pipeline>,
     /// The catalog reference the pool was opened for: a changed one opens a new pool.
     reference: String,
     used: u64,
@@ -99,11 +108,15 @@ impl DatabaseTier {
                 resolver: Box::new(resolver),
                 max_connections: 50,
                 per_tenant: 2,
+                #[cfg(feature = "pipeline")]
+                pipeline: 0,
                 acquire_timeout: Duration::from_secs(30),
                 idle_timeout: Duration::from_mins(1),
                 state: Mutex::default(),
                 released: tokio::sync::Notify::new(),
                 opened: AtomicUsize::new(0),
+                #[cfg(feature = "pipeline")]
+                piped: Arc::default(),
             }),
         }
     }
@@ -118,6 +131,40 @@ impl DatabaseTier {
     #[must_use]
     pub fn per_tenant(self, n: u32) -> Self {
         self.set(|inner| inner.per_tenant = n)
+    }
+
+    /// Gives each tenant database a pipelined executor of `size` connections besides its pool
+    /// (see [`TenantDb::with_pipeline`](crate::TenantDb::with_pipeline)): the reads and writes
+    /// the pipeline takes on the shared database, it takes on a tenant's own. Its connections
+    /// count towards [`max_connections`](Self::max_connections) with the pool's.
+    #[cfg(feature = "pipeline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+    #[must_use]
+    pub fn pipeline(self, size: usize) -> Self {
+        self.set(|inner| inner.pipeline = size)
+    }
+
+    /// How many statements ran on the tenant databases' pipelines, all of them together, since
+    /// the tier was made.
+    #[cfg(feature = "pipeline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+    pub fn pipelined_statements(&self) -> u64 {
+        self.inner.piped.load(Ordering::Relaxed)
+    }
+
+    /// Whether each tenant database has a pipeline.
+    #[cfg(feature = "pipeline")]
+    pub(crate) fn pipelined(&self) -> bool {
+        self.inner.pipeline > 0
+    }
+
+    /// The connections one tenant database may hold: its pool's and its pipeline's.
+    fn per_database(&self) -> usize {
+        let pool = self.inner.per_tenant as usize;
+        #[cfg(feature = "pipeline")]
+        return pool + self.inner.pipeline;
+        #[cfg(not(feature = "pipeline"))]
+        pool
     }
 
     /// How long an operation waits for room (a free connection of its tenant's pool, or a pool
@@ -145,10 +192,10 @@ impl DatabaseTier {
     /// Checks the settings: a tier that could never open a pool is refused at start-up.
     pub(crate) fn validate(&self) -> Result<()> {
         let inner = &self.inner;
-        if inner.per_tenant == 0 || inner.per_tenant > inner.max_connections {
+        if inner.per_tenant == 0 || self.per_database() > inner.max_connections as usize {
             return Err(Error::InvalidSetting {
                 setting: "database tier connections",
-                reason: "`per_tenant` must be at least 1 and at most `max_connections`",
+                reason: "`per_tenant` must be at least 1, and with the pipeline's connections at most `max_connections`",
             });
         }
         Ok(())
@@ -167,7 +214,7 @@ impl DatabaseTier {
 
     /// The pool of `tenant`'s database (`reference` in the catalog), opened if need be, with a
     /// lease that keeps it open while a unit of work uses it.
-    pub(crate) async fn lease(&self, tenant: TenantId, reference: &str) -> Result<(PgPool, Lease)> {
+    pub(crate) async fn lease(&self, tenant: TenantId, reference: &str) -> Result<Leased> {
         if let Some(leased) = self.leased(&mut self.state(), tenant, reference) {
             return Ok(leased);
         }
@@ -183,6 +230,14 @@ impl DatabaseTier {
                     tenant,
                     source: source.into(),
                 })?;
+        // Made up front (it connects lazily, like the pool): nothing fallible under the lock.
+        #[cfg(feature = "pipeline")]
+        let pipeline = match self.inner.pipeline {
+            0 => None,
+            size => Some(
+                crate::Pipeline::connect(&url, size)?.counting_in(Arc::clone(&self.inner.piped)),
+            ),
+        };
         let deadline = Instant::now() + self.inner.acquire_timeout;
         loop {
             let released = self.inner.released.notified();
@@ -195,8 +250,22 @@ impl DatabaseTier {
                     return Ok(leased);
                 }
                 self.make_room(&mut state).map(|room| {
-                    let leased = self.open(&mut state, tenant, reference, options.clone());
-                    (leased, room)
+                    let pool = PgPoolOptions::new()
+                        .max_connections(self.inner.per_tenant)
+                        .min_connections(0)
+                        .acquire_timeout(self.inner.acquire_timeout)
+                        .idle_timeout(self.inner.idle_timeout)
+                        .connect_lazy_with(options.clone());
+                    let open = Open {
+                        id: 0,
+                        pool,
+                        #[cfg(feature = "pipeline")]
+                        pipeline: pipeline.clone(),
+                        reference: reference.to_owned(),
+                        used: 0,
+                        leases: 0,
+                    };
+                    (self.open(&mut state, tenant, open), room)
                 })
             };
             if let Some((leased, room)) = opened {
@@ -222,39 +291,35 @@ impl DatabaseTier {
 
     /// A lease on `tenant`'s open pool for `reference`, if there is one; a pool opened for
     /// another reference (the tenant moved) is closed once no unit uses it.
-    fn leased(
-        &self,
-        state: &mut State,
-        tenant: TenantId,
-        reference: &str,
-    ) -> Option<(PgPool, Lease)> {
+    fn leased(&self, state: &mut State, tenant: TenantId, reference: &str) -> Option<Leased> {
         state.clock += 1;
         let clock = state.clock;
         let open = state.pools.get_mut(&tenant)?;
         if open.reference != reference {
             if let Some(old) = state.pools.remove(&tenant) {
-                close(old.pool);
+                old.close_soon();
             }
             return None;
         }
         open.used = clock;
         open.leases += 1;
-        Some((
-            open.pool.clone(),
-            Lease {
+        Some(Leased {
+            pool: open.pool.clone(),
+            #[cfg(feature = "pipeline")]
+            pipeline: open.pipeline.clone(),
+            lease: Lease {
                 tier: self.clone(),
                 tenant,
                 pool: open.id,
             },
-        ))
+        })
     }
 
     /// Room for one more pool, if any: the least recently used pool no unit is using is taken
     /// out to make it when there is none (the caller closes it).
     fn make_room(&self, state: &mut State) -> Option<Room> {
-        let per = self.inner.per_tenant as usize;
         let max = self.inner.max_connections as usize;
-        if (state.pools.len() + 1) * per <= max {
+        if (state.pools.len() + 1) * self.per_database() <= max {
             return Some(Room::Free);
         }
         let idle = state
@@ -263,46 +328,28 @@ impl DatabaseTier {
             .filter(|(_, open)| open.leases == 0)
             .min_by_key(|(_, open)| open.used)
             .map(|(tenant, _)| *tenant)?;
-        state
-            .pools
-            .remove(&idle)
-            .map(|evicted| Room::Evicted(evicted.pool))
+        state.pools.remove(&idle).map(Room::Evicted)
     }
 
-    fn open(
-        &self,
-        state: &mut State,
-        tenant: TenantId,
-        reference: &str,
-        options: PgConnectOptions,
-    ) -> (PgPool, Lease) {
-        let pool = PgPoolOptions::new()
-            .max_connections(self.inner.per_tenant)
-            .min_connections(0)
-            .acquire_timeout(self.inner.acquire_timeout)
-            .idle_timeout(self.inner.idle_timeout)
-            .connect_lazy_with(options);
+    /// Puts `open` (the new pool of `tenant`) in the tier, leased once.
+    fn open(&self, state: &mut State, tenant: TenantId, mut open: Open) -> Leased {
         self.inner.opened.fetch_add(1, Ordering::Relaxed);
         state.clock += 1;
-        let id = state.clock;
-        state.pools.insert(
-            tenant,
-            Open {
-                id,
-                pool: pool.clone(),
-                reference: reference.to_owned(),
-                used: state.clock,
-                leases: 1,
-            },
-        );
-        (
-            pool,
-            Lease {
+        open.id = state.clock;
+        open.used = state.clock;
+        open.leases = 1;
+        let leased = Leased {
+            pool: open.pool.clone(),
+            #[cfg(feature = "pipeline")]
+            pipeline: open.pipeline.clone(),
+            lease: Lease {
                 tier: self.clone(),
                 tenant,
-                pool: id,
+                pool: open.id,
             },
-        )
+        };
+        state.pools.insert(tenant, open);
+        leased
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -314,14 +361,9 @@ impl DatabaseTier {
 
     /// Closes every pool; units of work still running finish first.
     pub async fn close(&self) {
-        let pools: Vec<PgPool> = self
-            .state()
-            .pools
-            .drain()
-            .map(|(_, open)| open.pool)
-            .collect();
-        for pool in pools {
-            pool.close().await;
+        let pools: Vec<Open> = self.state().pools.drain().map(|(_, open)| open).collect();
+        for open in pools {
+            open.close().await;
         }
     }
 }
@@ -331,18 +373,37 @@ enum Room {
     /// There was room.
     Free,
     /// The pool taken out to make it, to close.
-    Evicted(PgPool),
+    Evicted(Open),
 }
 
-/// Closes `pool` in the background: its connections end as they come back.
-fn close(pool: PgPool) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn(async move { pool.close().await });
+impl Open {
+    /// Closes the pool (and pipeline): connections in use end as they come back.
+    async fn close(self) {
+        #[cfg(feature = "pipeline")]
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.pool().close();
         }
-        // Dropped outside a runtime, the pool's connections close as they are dropped.
-        Err(_) => drop(pool),
+        self.pool.close().await;
     }
+
+    /// [`close`](Self::close) in the background.
+    fn close_soon(self) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(self.close());
+            }
+            // Dropped outside a runtime, the connections close as they are dropped.
+            Err(_) => drop(self),
+        }
+    }
+}
+
+/// A unit of work's hold on its tenant database: the pool, its pipeline if any, and the lease.
+pub(crate) struct Leased {
+    pub(crate) pool: PgPool,
+    #[cfg(feature = "pipeline")]
+    pub(crate) pipeline: Option<crate::Pipeline>,
+    pub(crate) lease: Lease,
 }
 
 /// A unit of work's hold on its tenant's pool: while any is held, the pool is not closed to make
@@ -352,6 +413,14 @@ pub(crate) struct Lease {
     tenant: TenantId,
     /// Which of the tenant's pools: one opened since (the tenant moved) is not this one's.
     pool: u64,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Lease {

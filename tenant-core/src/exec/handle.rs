@@ -248,14 +248,14 @@ impl TenantDb {
                 reference,
             } => {
                 // Boxed, as below; the lease keeps the tenant's pool open while the unit runs.
-                let (pool, lease) = Box::pin(tier.lease(tenant, &reference)).await?;
+                let leased = Box::pin(tier.lease(tenant, &reference)).await?;
                 let commits = binding.is_some();
                 let txn = match binding {
-                    Some(begin) => Box::pin(PgUnit::begin(&pool, begin)).await?,
-                    None => Box::pin(PgUnit::acquire(&pool)).await?,
+                    Some(begin) => Box::pin(PgUnit::begin(&leased.pool, begin)).await?,
+                    None => Box::pin(PgUnit::acquire(&leased.pool)).await?,
                 };
                 return Ok(Unit {
-                    kind: UnitKind::Bound(tokio::sync::Mutex::new(txn.leasing(lease))),
+                    kind: UnitKind::Bound(tokio::sync::Mutex::new(txn.leasing(leased.lease))),
                     commits,
                 });
             }
@@ -350,10 +350,10 @@ impl TenantDb {
                             tier: entry.tier,
                         });
                     };
-                    let (pool, lease) = tier.lease(entry.id, reference).await?;
-                    let conn = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+                    let leased = tier.lease(entry.id, reference).await?;
+                    let conn = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(leased.pool);
                     let found = crate::audit(&conn, tables).await?;
-                    drop(lease);
+                    drop(leased.lease);
                     report.extend(found.in_database(reference));
                 }
                 _ => {}

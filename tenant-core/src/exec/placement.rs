@@ -131,21 +131,50 @@ impl TenantDb {
         &self,
         access: Option<&Access>,
     ) -> Result<Option<super::pipeline::Route<'_>>> {
-        let Some(pipeline) = self.pipeline.as_ref() else {
+        let tiered = self
+            .databases
+            .as_ref()
+            .is_some_and(super::DatabaseTier::pipelined);
+        if self.pipeline.is_none() && !tiered {
+            // No pipeline anywhere: the sqlx path admits and places the unit itself.
             return Ok(None);
-        };
+        }
         Ok(match self.placement(access).await? {
             Placement {
                 pool: Pool::App(_),
                 binding,
-            } => Some(super::pipeline::Route {
-                pipeline,
-                begin: binding,
-                confine: self.rls.is_some(),
-            }),
-            // A system scope in RLS mode runs on the bypass connection, which is sqlx's; a
-            // database-tier tenant on its own database's pool.
-            Placement { .. } => None,
+            } => self
+                .pipeline
+                .as_ref()
+                .map(|pipeline| super::pipeline::Route {
+                    pipeline: std::borrow::Cow::Borrowed(pipeline),
+                    begin: binding,
+                    confine: self.rls.is_some(),
+                    lease: None,
+                }),
+            // A database-tier tenant's own pipeline, when its tier gives each database one.
+            Placement {
+                pool:
+                    Pool::Database {
+                        tier,
+                        tenant,
+                        reference,
+                    },
+                binding,
+            } => {
+                let leased = Box::pin(tier.lease(tenant, &reference)).await?;
+                leased.pipeline.map(|own| super::pipeline::Route {
+                    pipeline: std::borrow::Cow::Owned(own),
+                    begin: binding,
+                    confine: self.rls.is_some(),
+                    lease: Some(leased.lease),
+                })
+            }
+            // A system scope in RLS mode runs on the bypass connection, which is sqlx's.
+            Placement {
+                pool: Pool::System(_),
+                ..
+            } => None,
         })
     }
 }

@@ -124,6 +124,12 @@ impl Pipeline {
     pub fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
+
+    /// The same pipeline, counting its statements in `counter` (shared with others).
+    pub(crate) fn counting_in(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.statements = counter;
+        self
+    }
 }
 
 impl Pipeline {
@@ -176,7 +182,11 @@ const STATEMENT_CACHE: usize = 256;
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Route<'a> {
-    pub(crate) pipeline: &'a Pipeline,
+    /// The shared database's pipeline, or a database-tier tenant's own.
+    pub(crate) pipeline: std::borrow::Cow<'a, Pipeline>,
+    /// The hold on a database-tier tenant's database while the route is used.
+    #[expect(dead_code, reason = "held, never read: dropped with the route")]
+    pub(crate) lease: Option<crate::exec::databases::Lease>,
     pub(crate) begin: Option<String>,
     /// RLS mode: the pipeline's role must be one the policies confine.
     pub(crate) confine: bool,
