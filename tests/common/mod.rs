@@ -378,7 +378,23 @@ impl Env {
 
     /// The post `id` among the tables where `t`'s rows are.
     pub async fn raw_post_in(&self, t: TenantId, id: Uuid) -> post::Model {
-        let place = self.place_of(t);
+        self.find_post(self.place_of(t), id)
+            .await
+            .unwrap_or_else(|| panic!("post {id} is not where {t}'s rows are"))
+    }
+
+    /// The post `id`, wherever it is.
+    pub async fn raw_post(&self, id: Uuid) -> post::Model {
+        for place in self.all_places() {
+            if let Some(found) = self.find_post(place, id).await {
+                return found;
+            }
+        }
+        panic!("post {id} exists nowhere")
+    }
+
+    /// The post `id` among `place`'s tables, if there.
+    async fn find_post(&self, place: Option<&Place>, id: Uuid) -> Option<post::Model> {
         let txn = self.raw_in(place).await;
         let stmt = in_place(
             &<post::Entity as EntityTrait>::find_by_id(id),
@@ -391,28 +407,7 @@ impl Env {
             .await
             .unwrap();
         txn.commit().await.unwrap();
-        found.unwrap_or_else(|| panic!("post {id} is not where {t}'s rows are"))
-    }
-
-    pub async fn raw_post(&self, id: Uuid) -> post::Model {
-        for place in self.all_places() {
-            let txn = self.raw_in(place).await;
-            let stmt = in_place(
-                &<post::Entity as EntityTrait>::find_by_id(id),
-                place,
-                txn.get_database_backend(),
-            );
-            let found = <post::Entity as EntityTrait>::find()
-                .from_raw_sql(stmt)
-                .one(&txn)
-                .await
-                .unwrap();
-            txn.commit().await.unwrap();
-            if let Some(found) = found {
-                return found;
-            }
-        }
-        panic!("post {id} exists nowhere")
+        found
     }
 
     /// How many of the seeded posts are in the shared tables: the ones a system scope reaches.

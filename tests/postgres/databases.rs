@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::common::entities::{self, post};
 use crate::common::{Env, TenantDatabase, TestUrls, Tiers, new_post};
-use crate::pooled::cancel_at_every_poll;
+use crate::pooled::{app_backends, cancel_at_every_poll};
 use crate::rls::one_connection_env;
 
 /// A handle in RLS mode whose catalog puts `n` tenants on databases of their own, under `tier`
@@ -50,34 +50,6 @@ async fn fleet(
         .with_database_tier(tier(urls))
         .unwrap();
     (db, tenants, keep)
-}
-
-/// The application role's connections to `database`, once those being closed have gone (a
-/// closed socket's backend leaves a moment later: waited for, up to a bound no loaded machine
-/// reaches).
-async fn app_connections_settled(database: &TenantDatabase, at_most: i64) -> i64 {
-    let role = crate::pg::cluster().app_role().to_owned();
-    let mut waited = 0;
-    loop {
-        let n: i64 = database
-            .owner
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND usename = $1",
-                [role.clone().into()],
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index(0)
-            .unwrap();
-        if n <= at_most || waited >= 1000 {
-            return n;
-        }
-        waited += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Twelve tenant databases behind a cap of three connections, one per pool: eight workers
@@ -143,7 +115,7 @@ async fn many_tenant_databases_behind_a_small_cap_serve_every_request() {
             .try_get_by_index(0)
             .unwrap();
         assert_eq!(foreign, 0, "{id}'s database holds another tenant's rows");
-        total += app_connections_settled(database, 1).await;
+        total += app_backends(&database.owner, "true", 1).await;
     }
     assert!(
         total <= 3,
