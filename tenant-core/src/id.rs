@@ -69,6 +69,22 @@ impl FromStr for TenantId {
     }
 }
 
+/// As its hyphenated UUID string (feature `serde`); anything else is refused when read.
+#[cfg(feature = "serde")]
+impl serde::Serialize for TenantId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for TenantId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A Rust type that can hold a tenant id in an entity's tenant column.
 ///
 /// Only [`Uuid`] does today; the derive asserts it at the field's type.

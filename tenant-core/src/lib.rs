@@ -18,6 +18,8 @@
 //   there, consumed the same way.
 // - `scope`: the scoping rule: whom an operation acts for and its tenant predicate (`plan`),
 //   the tenant a write carries (`stamp`), the predicate of a joined entity (`join`).
+// - `keys`, `jobs`: cache keys, object storage paths and background jobs that carry their
+//   tenant.
 // - `query`: what users hold and call (`Scoped`, the write builders, `TenantRepo`) and how each
 //   read and write runs under the rule, with statements of a fixed shape kept (`template`).
 
@@ -29,6 +31,10 @@ mod entity;
 mod error;
 mod exec;
 mod id;
+#[cfg(feature = "jobs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jobs")))]
+pub mod jobs;
+pub mod keys;
 mod query;
 mod scope;
 

@@ -359,3 +359,51 @@ async fn a_schema_tier_tenant_on_sqlite_is_refused_before_any_sql() {
         .unwrap_err();
     assert!(matches!(err, tenant::Error::NeedsPostgres { .. }), "{err}");
 }
+
+/// A system task reaches every active tenant as one job per tenant, each run in its own scope:
+/// a suspended tenant gets none, and each job's writes are its tenant's.
+#[tokio::test]
+async fn a_fanned_out_job_runs_once_per_active_tenant_in_its_scope() {
+    use common::entities::post;
+    use tenant::TenantRepo;
+    use tenant::catalog::{Catalog, NewTenant, TenantStatus};
+    use tenant::jobs::{TenantJob, fan_out};
+    let env = setup().await;
+    let catalog = Catalog::new(env.raw.clone());
+    catalog.create_table().await.unwrap();
+    let initech = tenant::TenantId::from(uuid::Uuid::from_u128(0x0141_7ec4));
+    for (id, slug, status) in [
+        (env.acme, "acme", TenantStatus::Active),
+        (env.globex, "globex", TenantStatus::Active),
+        (initech, "initech", TenantStatus::Suspended),
+    ] {
+        catalog
+            .register(NewTenant::shared(id, slug).status(status))
+            .await
+            .unwrap();
+    }
+    let jobs = fan_out(&catalog, "nightly".to_owned()).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(TenantJob::tenant).collect::<Vec<_>>(),
+        [env.acme, env.globex]
+    );
+    let db = env.db.clone().with_catalog(catalog);
+    for job in jobs {
+        // Through a queue: the job is a message, read back by the worker.
+        let message = serde_json::to_vec(&job).unwrap();
+        let job: TenantJob<String> = serde_json::from_slice(&message).unwrap();
+        let tenant = job.tenant();
+        let db = &db;
+        let written = job
+            .run(|slug| async move {
+                let repo = TenantRepo::<post::Entity>::new(db);
+                repo.insert(common::new_post(&slug)).await?;
+                repo.all().await
+            })
+            .await
+            .unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].tenant_id, *tenant.as_uuid());
+    }
+    assert_eq!(env.raw_posts().await, 2);
+}
