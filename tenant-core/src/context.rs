@@ -117,7 +117,7 @@ impl SystemScope {
             !reason.trim().is_empty(),
             "`SystemScope::assert` needs a reason; say why this work must see every tenant"
         );
-        tracing::warn!(target: "tenant::audit", reason, "system scope created");
+        crate::events::audit_event!(reason, "system scope created");
         Self { reason }
     }
 
@@ -147,7 +147,12 @@ impl fmt::Debug for SystemScope {
 
 /// Logs one system-scope operation to `tenant::audit`.
 pub(crate) fn audit_system(reason: &'static str, operation: &'static str, entity: &'static str) {
-    tracing::warn!(target: "tenant::audit", reason, operation, entity, "cross-tenant operation under a system scope");
+    crate::events::audit_event!(
+        reason,
+        operation,
+        entity,
+        "cross-tenant operation under a system scope"
+    );
 }
 
 #[cfg(test)]

@@ -93,15 +93,14 @@ impl<P> TenantJob<P> {
 
 /// One job of `payload` for every tenant the catalog lists as active, in slug order: the way
 /// a system task (a nightly report, a cleanup) reaches every tenant, each job in its own
-/// tenant's scope. Logged to the `tenant::audit` target.
+/// tenant's scope. Logged to the `tenant::audit` target ([`set_audit_level`](crate::set_audit_level)).
 ///
 /// # Errors
 ///
 /// The database's error reading the catalog.
 pub async fn fan_out<P: Clone>(catalog: &Catalog, payload: P) -> Result<Vec<TenantJob<P>>> {
     let tenants = catalog.list(Some(TenantStatus::Active)).await?;
-    tracing::info!(
-        target: "tenant::audit",
+    crate::events::audit_event!(
         tenants = tenants.len(),
         "a job fanned out to every active tenant"
     );

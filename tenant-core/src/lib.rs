@@ -29,6 +29,7 @@ mod context;
 mod ddl;
 mod entity;
 mod error;
+mod events;
 mod exec;
 mod id;
 #[cfg(feature = "jobs")]
@@ -49,6 +50,7 @@ pub use ddl::{PolicyForm, Rls};
 pub use ddl::{Table, TableStatements, TenantTables, create_schema, table, table_statements};
 pub use entity::{TableSpec, Tenancy, TenantScoped};
 pub use error::{Error, Result};
+pub use events::{audit_level, set_audit_level};
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub use exec::pipeline;

@@ -11,6 +11,7 @@ use tracing::{Event, Metadata, Subscriber};
 #[derive(Debug, Clone, Default)]
 pub struct Logged {
     pub target: String,
+    pub level: String,
     pub fields: Vec<(String, String)>,
 }
 
@@ -63,6 +64,7 @@ impl Subscriber for Capture {
     fn event(&self, event: &Event<'_>) {
         let mut logged = Logged {
             target: event.metadata().target().to_owned(),
+            level: event.metadata().level().to_string(),
             fields: Vec::new(),
         };
         event.record(&mut Fields(&mut logged.fields));

@@ -90,6 +90,8 @@ fn escape_hatches_and_system_scopes_are_logged_with_their_reason() {
     let events = capture.audit_events();
     let reasons: Vec<_> = events.iter().filter_map(|e| e.field("reason")).collect();
     assert!(reasons.contains(&"test: nightly export"), "{events:?}");
+    // At the default level (`tenant::set_audit_level` changes it: tests/audit_level.rs).
+    assert!(events.iter().all(|e| e.level == "WARN"), "{events:?}");
     // The scope's creation, and each operation under it.
     assert!(
         reasons

@@ -377,7 +377,7 @@ impl TenantDb {
     /// The raw connection, past every tenant check. This is the escape hatch.
     ///
     /// The [`AssertUnscoped`] names the reason, and every call logs it to the `tenant::audit`
-    /// tracing target.
+    /// tracing target (at [`audit_level`](crate::audit_level)).
     ///
     /// On PostgreSQL, a handle from [`TenantDb::connect`] or [`TenantDb::builder`] gives the
     /// escape hatch a pool of its own (same URL and options, no idle connections, opened on
@@ -386,8 +386,7 @@ impl TenantDb {
     /// handle wrapped around a connection of the caller's ([`TenantDb::new`],
     /// [`TenantDb::with_rls`]) returns that connection.
     pub fn unscoped(&self, assert: &AssertUnscoped) -> &DatabaseConnection {
-        tracing::warn!(
-            target: "tenant::audit",
+        crate::events::audit_event!(
             reason = assert.reason,
             tenant.id = ?context::current().ok(),
             "unscoped database access"
