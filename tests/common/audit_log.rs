@@ -24,15 +24,21 @@ impl Logged {
     }
 }
 
-/// A subscriber that keeps every `tenant::audit` event.
+/// A subscriber that keeps every `tenant::audit` event and every `tenant.op` span.
 #[derive(Clone, Default)]
 pub struct Capture {
     pub events: Arc<Mutex<Vec<Logged>>>,
+    pub spans: Arc<Mutex<Vec<Logged>>>,
 }
 
 impl Capture {
     pub fn audit_events(&self) -> Vec<Logged> {
         self.events.lock().unwrap().clone()
+    }
+
+    /// The `tenant.op` spans opened, with their fields.
+    pub fn operations(&self) -> Vec<Logged> {
+        self.spans.lock().unwrap().clone()
     }
 }
 
@@ -50,10 +56,19 @@ impl Visit for Fields<'_> {
 
 impl Subscriber for Capture {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target() == "tenant::audit"
+        metadata.target() == "tenant::audit" || metadata.name() == "tenant.op"
     }
 
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        if span.metadata().name() == "tenant.op" {
+            let mut logged = Logged {
+                target: span.metadata().target().to_owned(),
+                level: span.metadata().level().to_string(),
+                fields: Vec::new(),
+            };
+            span.record(&mut Fields(&mut logged.fields));
+            self.spans.lock().unwrap().push(logged);
+        }
         Id::from_u64(1)
     }
 

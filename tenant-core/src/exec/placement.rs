@@ -151,6 +151,7 @@ impl TenantDb {
                     begin: binding,
                     confine: self.rls.is_some(),
                     lease: None,
+                    span: tracing::Span::none(),
                 }),
             // A database-tier tenant's own pipeline, when its tier gives each database one.
             Placement {
@@ -168,6 +169,7 @@ impl TenantDb {
                     begin: binding,
                     confine: self.rls.is_some(),
                     lease: Some(leased.lease),
+                    span: tracing::Span::none(),
                 })
             }
             // A system scope in RLS mode runs on the bypass connection, which is sqlx's.

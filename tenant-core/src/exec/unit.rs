@@ -213,21 +213,25 @@ impl<'a> Unit<'a> {
     }
 }
 
-/// Runs `$call` on the executor of `$plan`'s unit of work and finishes the unit with its result.
+/// Runs `$call` on the executor of `$plan`'s unit of work, in the plan's span, and finishes the
+/// unit with its result.
 ///
 /// Boxed: the unit and SeaORM's statement future are kilobytes, and an operation's future is
 /// moved whole into each future that wraps it (`tenant::scope`, the task, the caller's own);
 /// one allocation costs less than those copies.
 macro_rules! in_unit {
     ($plan:expr, $conn:expr, |$exec:ident| $call:expr) => {
-        Box::pin(async {
-            let unit = $plan.unit($conn).await?;
-            let result = {
-                let $exec = &unit.exec();
-                $call.await.map_err($crate::Error::from)
-            };
-            unit.finish(result).await
-        })
+        Box::pin(::tracing::Instrument::instrument(
+            async {
+                let unit = $plan.unit($conn).await?;
+                let result = {
+                    let $exec = &unit.exec();
+                    $call.await.map_err($crate::Error::from)
+                };
+                unit.finish(result).await
+            },
+            $plan.span().clone(),
+        ))
         .await
     };
 }

@@ -13,6 +13,9 @@ use crate::exec::{self, TenantConnection, Unit};
 pub(crate) struct Plan {
     predicate: Option<Expr>,
     access: Option<Access>,
+    /// `tenant.op`, with the tenant (or `system`), the operation and the entity, around the
+    /// operation's statements; a span without metadata when no subscriber wants it.
+    span: tracing::Span,
 }
 
 impl Plan {
@@ -26,6 +29,7 @@ impl Plan {
             return Ok(Self {
                 predicate: None,
                 access: None,
+                span: tracing::Span::none(),
             });
         }
         Ok(Self::acting_for::<E>(exec::access(conn)?, operation))
@@ -41,10 +45,35 @@ impl Plan {
                 None
             }
         };
+        let span = match &access {
+            Access::Tenant(id) => tracing::debug_span!(
+                "tenant.op",
+                tenant.id = %id,
+                op = operation,
+                entity = table_name::<E>()
+            ),
+            Access::System(_) => tracing::debug_span!(
+                "tenant.op",
+                tenant.id = "system",
+                op = operation,
+                entity = table_name::<E>()
+            ),
+        };
         Self {
             predicate,
             access: Some(access),
+            // As `tenant::scope`'s: a disabled span still costs its enter and exit on each poll.
+            span: if span.is_disabled() {
+                tracing::Span::none()
+            } else {
+                span
+            },
         }
+    }
+
+    /// The operation's span (`tenant.op`), to run its statements in.
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// Whom the operation acts for; `None` when only global tables are involved.
@@ -57,6 +86,7 @@ impl Plan {
         Self {
             predicate: self.predicate,
             access: self.access.or(other.access),
+            span: self.span,
         }
     }
 

@@ -190,9 +190,17 @@ pub struct Route<'a> {
     pub(crate) begin: Option<String>,
     /// RLS mode: the pipeline's role must be one the policies confine.
     pub(crate) confine: bool,
+    /// The operation's span, its statements run in.
+    pub(crate) span: tracing::Span,
 }
 
 impl Route<'_> {
+    /// The same route, its statements run in `span`.
+    pub(crate) fn in_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
     /// Whether the route binds a tenant (RLS mode): its statements run in a transaction.
     pub(crate) fn binds(&self) -> bool {
         self.begin.is_some()
@@ -206,12 +214,17 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
-        self.decoded(stmt, decoder, columns, false).await
+        let span = self.span.clone();
+        tracing::Instrument::instrument(self.decoded(stmt, decoder, columns, false), span).await
     }
 
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
     /// [`models`](Self::models).
     pub(crate) async fn count(&self, stmt: &Statement) -> Result<Option<u64>> {
+        tracing::Instrument::instrument(self.counted(stmt), self.span.clone()).await
+    }
+
+    async fn counted(&self, stmt: &Statement) -> Result<Option<u64>> {
         let fits = |prepared: &tokio_postgres::Statement| {
             (prepared.columns().first().map(Column::type_) == Some(&Type::INT8)).then_some(())
         };
@@ -239,7 +252,8 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
-        self.decoded(stmt, decoder, columns, true).await
+        let span = self.span.clone();
+        tracing::Instrument::instrument(self.decoded(stmt, decoder, columns, true), span).await
     }
 
     /// The rows of `stmt` decoded as `M`s: a read, or a write (whose refusal is `None`, see
@@ -264,11 +278,14 @@ impl Route<'_> {
     /// Runs the write `stmt` and counts the rows it touched; `None` as for
     /// [`write_models`](Self::write_models).
     pub(crate) async fn write_count(&self, stmt: &Statement) -> Result<Option<u64>> {
-        let Some((client, ready)) = self.prepare(stmt, |_| Some(())).await? else {
-            return Ok(None);
+        let counted = async {
+            let Some((client, ready)) = self.prepare(stmt, |_| Some(())).await? else {
+                return Ok(None);
+            };
+            let count = ready.execute(&client, self).await;
+            settle(count, &client.statement_cache, stmt, true)
         };
-        let count = ready.execute(&client, self).await;
-        settle(count, &client.statement_cache, stmt, true)
+        tracing::Instrument::instrument(counted, self.span.clone()).await
     }
 
     /// Prepares `stmt` and checks that its values bind to the prepared parameters and that
