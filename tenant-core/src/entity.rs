@@ -37,12 +37,24 @@ pub trait Tenancy: EntityTrait<Model: Send + Sync> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not tenant-scoped",
     label = "`TenantRepo` needs an entity with a tenant column",
-    note = "add `#[derive(TenantScoped)]` to the entity's `Model` with a `tenant_id: Uuid` field; a table shared by every tenant is `#[tenant(global)]` and is read with `Entity::find()` instead"
+    note = "add `#[derive(TenantScoped)]` to the entity's `Model` with a `tenant_id: Uuid` field; a table shared by every tenant is `#[tenant(global)]`, read with `Entity::find()` and written with `db.global_writes(..)`"
 )]
 pub trait TenantScoped: Tenancy {
     /// The column that holds the owning tenant's id.
     const TENANT_COLUMN: Self::Column;
 }
+
+/// A global entity (`#[tenant(global)]`): one table every tenant shares, written through
+/// [`TenantDb::global_writes`](crate::TenantDb::global_writes).
+///
+/// Implemented by `#[derive(TenantScoped)]` with `#[tenant(global)]`; do not implement it by
+/// hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a global entity",
+    label = "global writes are for tables every tenant shares",
+    note = "a tenant-owned entity is written inside `tenant::scope(..)` (`am.insert(&db)`, `TenantRepo`); a table shared by every tenant is declared `#[tenant(global)]`"
+)]
+pub trait Global: Tenancy {}
 
 /// The table name of `E`, for messages.
 pub(crate) fn table_name<E: EntityTrait>() -> &'static str {

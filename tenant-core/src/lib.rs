@@ -48,7 +48,7 @@ pub use ddl::TenantSchema;
 pub use ddl::{ExpectedForeignKey, ExpectedIndex, ExpectedPolicy, ExpectedTable};
 pub use ddl::{PolicyForm, Rls};
 pub use ddl::{Table, TableStatements, TenantTables, create_schema, table, table_statements};
-pub use entity::{TableSpec, Tenancy, TenantScoped};
+pub use entity::{Global, TableSpec, Tenancy, TenantScoped};
 pub use error::{Error, Result};
 pub use events::{audit_level, set_audit_level};
 #[cfg(feature = "pipeline")]
@@ -61,8 +61,8 @@ pub use exec::{AssertUnscoped, TenantConnection, TenantDb, TenantDbBuilder, Tena
 pub use exec::{DatabaseTier, ResolveDatabase, ResolveError};
 pub use id::{TenantId, TenantKey};
 pub use query::future;
+pub use query::{AssertGlobal, GlobalWrites, Scoped, TenantRepo, Update};
 pub use query::{CursorOf, DeleteById, Insert, InsertMany, IntoModel, IntoTuple, Paginator};
-pub use query::{Scoped, TenantRepo, Update};
 
 /// A tenant-scoped select of `E`: what `Entity::find()` returns for an entity declared with
 /// `#[derive(TenantScoped)]`, also for entities in SeaORM's dense format, whose `find` stays

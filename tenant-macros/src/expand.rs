@@ -202,6 +202,9 @@ fn impls(
                     #decoder
                 }
 
+                #derived
+                impl #root::Global for Entity {}
+
                 #reads
             };
         };

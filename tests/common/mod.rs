@@ -484,6 +484,7 @@ macro_rules! scenarios {
             transactions_are_scoped_and_bound_to_their_tenant,
             system_scope_sees_every_tenant,
             global_entities_are_readable_through_tenant_db,
+            global_tables_are_written_through_global_writes_and_read_by_every_tenant,
             concurrent_tasks_alternating_tenants_never_see_wrong_rows,
             per_tenant_unique_holds_within_a_tenant_only,
             a_child_cannot_point_at_another_tenants_parent,
@@ -1322,6 +1323,63 @@ pub async fn system_scope_sees_every_tenant(env: &Env) {
     // Under RLS the application role sees nothing with no tenant bound, escape hatch or not.
     let expected = env.shared_seeded_posts() + usize::from(shared_globex);
     assert_eq!(seen, if env.rls { 0 } else { expected });
+}
+
+pub async fn global_tables_are_written_through_global_writes_and_read_by_every_tenant(env: &Env) {
+    use sea_orm::sea_query::Expr;
+    env.seed().await;
+    let writes = env.db.global_writes(&tenant::AssertGlobal::new(
+        "integration test: the pricing page",
+    ));
+    // From inside a tenant's scope too: a global table is nobody's.
+    let team = tenant::scope(
+        env.acme,
+        writes.insert(plan::ActiveModel {
+            id: Set(2),
+            name: Set("team".into()),
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(team.name, "team");
+    let renamed = writes
+        .update(plan::ActiveModel {
+            id: Set(2),
+            name: Set("teams".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "teams");
+    let touched = writes
+        .update_many::<plan::Entity>(|q| {
+            q.col_expr(plan::Column::Name, Expr::value("enterprise"))
+                .filter(plan::Column::Id.eq(2))
+        })
+        .await
+        .unwrap();
+    assert_eq!(touched, 1);
+    for t in [env.acme, env.globex] {
+        let seen = tenant::scope(t, plan::Entity::find_by_id(2).one(&env.db))
+            .await
+            .unwrap();
+        assert_eq!(seen.unwrap().name, "enterprise", "{t} reads the global row");
+    }
+    let gone = writes
+        .delete_many::<plan::Entity>(|q| q.filter(plan::Column::Id.eq(2)))
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    assert_eq!(
+        writes
+            .delete(plan::ActiveModel {
+                id: Set(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(plan::Entity::find().all(&env.db).await.unwrap().len(), 1);
 }
 
 pub async fn global_entities_are_readable_through_tenant_db(env: &Env) {

@@ -90,7 +90,7 @@ fn escape_hatches_and_system_scopes_are_logged_with_their_reason() {
     let events = capture.audit_events();
     let reasons: Vec<_> = events.iter().filter_map(|e| e.field("reason")).collect();
     assert!(reasons.contains(&"test: nightly export"), "{events:?}");
-    // At the default level (`tenant::set_audit_level` changes it: tests/audit_level.rs).
+    // At the default level (`tenant::set_audit_level` changes it: tests/observability.rs).
     assert!(events.iter().all(|e| e.level == "WARN"), "{events:?}");
     // The scope's creation, and each operation under it.
     assert!(
@@ -107,49 +107,6 @@ fn escape_hatches_and_system_scopes_are_logged_with_their_reason() {
             .any(|e| e.field("operation") == Some("select") && e.field("entity") == Some("post")),
         "{events:?}"
     );
-}
-
-/// Every scoped operation runs in a `tenant.op` span naming its tenant (or `system`), the
-/// operation and the entity.
-#[test]
-fn every_scoped_operation_runs_in_a_span_naming_its_tenant() {
-    use common::entities::post;
-    let capture = common::audit_log::Capture::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (acme, globex) = tracing::subscriber::with_default(capture.clone(), || {
-        runtime.block_on(async {
-            let env = setup().await;
-            env.seed().await;
-            tenant::SystemScope::assert("test: spans")
-                .run(post::Entity::find().count(&env.db))
-                .await
-                .unwrap();
-            tenant::scope(
-                env.acme,
-                tenant::TenantRepo::<post::Entity>::new(&env.db).all(),
-            )
-            .await
-            .unwrap();
-            (env.acme, env.globex)
-        })
-    });
-    let ops = capture.operations();
-    let seen = |tenant: &str, op: &str| {
-        ops.iter().any(|s| {
-            s.field("tenant.id") == Some(tenant)
-                && s.field("op") == Some(op)
-                && s.field("entity") == Some("post")
-        })
-    };
-    for t in [acme, globex] {
-        assert!(seen(&t.to_string(), "insert"), "{t}: {ops:?}");
-    }
-    assert!(seen(&acme.to_string(), "select"), "{ops:?}");
-    assert!(seen("system", "count"), "{ops:?}");
-    assert!(ops.iter().all(|s| s.level == "DEBUG"), "{ops:?}");
 }
 
 /// The dense `#[sea_orm::model]` format: the derive is copied onto `ModelEx` too, and must

@@ -4,6 +4,7 @@
 
 mod builders;
 pub mod future;
+mod global;
 pub(crate) mod read;
 mod repo;
 pub(crate) mod scoped;
@@ -11,6 +12,7 @@ pub(crate) mod template;
 pub(crate) mod write;
 
 pub use builders::{DeleteById, Insert, InsertMany, Update};
+pub use global::{AssertGlobal, GlobalWrites};
 pub use read::Paginator;
 pub use repo::TenantRepo;
 pub use scoped::{CursorOf, IntoModel, IntoTuple, Scoped};
