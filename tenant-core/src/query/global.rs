@@ -11,10 +11,11 @@
 use sea_orm::{ActiveModelBehavior, ActiveModelTrait, DeleteMany, IntoActiveModel, UpdateMany};
 
 use super::write::ModelOf;
+use crate::Result;
 use crate::entity::{Global, table_name};
 use crate::events::audit_event;
-use crate::exec::{TenantDb, unit};
-use crate::{Error, Result};
+use crate::exec::{TenantDb, in_unit};
+use crate::scope::Plan;
 
 /// The typed speed bump in front of [`TenantDb::global_writes`].
 ///
@@ -63,13 +64,15 @@ impl TenantDb {
 }
 
 impl GlobalWrites<'_> {
-    fn audit(&self, operation: &'static str, entity: &'static str) {
+    /// The plan of `operation` on global `E` (no tenant, no predicate), once logged.
+    fn plan<E: Global>(&self, operation: &'static str) -> Result<Plan> {
         audit_event!(
             reason = self.reason,
             operation,
-            entity,
+            entity = table_name::<E>(),
             "write to a global table"
         );
+        Plan::of::<E, TenantDb>(self.db, operation)
     }
 
     /// Inserts `am` and returns the row as stored.
@@ -83,10 +86,8 @@ impl GlobalWrites<'_> {
         A::Entity: Global,
         ModelOf<A>: IntoActiveModel<A>,
     {
-        self.audit("insert", table_name::<A::Entity>());
-        let unit = Box::pin(unit(self.db, None)).await?;
-        let result = am.insert(&unit.exec()).await.map_err(Error::from);
-        unit.finish(result).await
+        let plan = self.plan::<A::Entity>("insert")?;
+        in_unit!(plan, self.db, |exec| am.insert(exec))
     }
 
     /// Updates the row `am` names by its primary key and returns it as stored.
@@ -100,10 +101,8 @@ impl GlobalWrites<'_> {
         A::Entity: Global,
         ModelOf<A>: IntoActiveModel<A>,
     {
-        self.audit("update", table_name::<A::Entity>());
-        let unit = Box::pin(unit(self.db, None)).await?;
-        let result = am.update(&unit.exec()).await.map_err(Error::from);
-        unit.finish(result).await
+        let plan = self.plan::<A::Entity>("update")?;
+        in_unit!(plan, self.db, |exec| am.update(exec))
     }
 
     /// Deletes the row `am` names by its primary key; returns how many rows went (0 or 1).
@@ -116,14 +115,10 @@ impl GlobalWrites<'_> {
         A: ActiveModelTrait + ActiveModelBehavior + Send,
         A::Entity: Global,
     {
-        self.audit("delete", table_name::<A::Entity>());
-        let unit = Box::pin(unit(self.db, None)).await?;
-        let result = am
-            .delete(&unit.exec())
-            .await
-            .map(|done| done.rows_affected)
-            .map_err(Error::from);
-        unit.finish(result).await
+        let plan = self.plan::<A::Entity>("delete")?;
+        in_unit!(plan, self.db, |exec| async {
+            am.delete(exec).await.map(|done| done.rows_affected)
+        })
     }
 
     /// Updates the rows of `E` that `build` selects, with the values it sets (`build` gets
@@ -136,15 +131,11 @@ impl GlobalWrites<'_> {
         &self,
         build: impl FnOnce(UpdateMany<E>) -> UpdateMany<E>,
     ) -> Result<u64> {
-        self.audit("update_many", table_name::<E>());
+        let plan = self.plan::<E>("update_many")?;
         let statement = build(E::update_many());
-        let unit = Box::pin(unit(self.db, None)).await?;
-        let result = statement
-            .exec(&unit.exec())
-            .await
-            .map(|done| done.rows_affected)
-            .map_err(Error::from);
-        unit.finish(result).await
+        in_unit!(plan, self.db, |exec| async {
+            statement.exec(exec).await.map(|done| done.rows_affected)
+        })
     }
 
     /// Deletes the rows of `E` that `build` selects (`build` gets `E::delete_many()`); returns
@@ -157,14 +148,10 @@ impl GlobalWrites<'_> {
         &self,
         build: impl FnOnce(DeleteMany<E>) -> DeleteMany<E>,
     ) -> Result<u64> {
-        self.audit("delete_many", table_name::<E>());
+        let plan = self.plan::<E>("delete_many")?;
         let statement = build(E::delete_many());
-        let unit = Box::pin(unit(self.db, None)).await?;
-        let result = statement
-            .exec(&unit.exec())
-            .await
-            .map(|done| done.rows_affected)
-            .map_err(Error::from);
-        unit.finish(result).await
+        in_unit!(plan, self.db, |exec| async {
+            statement.exec(exec).await.map(|done| done.rows_affected)
+        })
     }
 }
