@@ -73,9 +73,6 @@ impl TenantDb {
             Some(Access::Tenant(id)) => Some(*id),
             _ => None,
         };
-        // In RLS mode every unit runs in a transaction, global reads included: behind
-        // PgBouncer's transaction pooling a statement outside a transaction may be prepared on
-        // one server connection and executed on another.
         // The pool a unit acting for the tenant runs on.
         let app = || -> Result<Pool<'_>> {
             match (place, entry) {
@@ -94,6 +91,9 @@ impl TenantDb {
                 _ => Ok(Pool::App(&self.conn)),
             }
         };
+        // In RLS mode every unit runs in a transaction, global reads included: behind
+        // PgBouncer's transaction pooling a statement outside a transaction may be prepared on
+        // one server connection and executed on another.
         let (pool, binding) = match (self.rls.as_deref(), access) {
             (Some(_), Some(Access::System(_))) => match &self.system {
                 Some(system) => (Pool::System(system), None),
@@ -153,7 +153,8 @@ impl TenantDb {
                     lease: None,
                     span: tracing::Span::none(),
                 }),
-            // A database-tier tenant's own pipeline, when its tier gives each database one.
+            // A database-tier tenant's own pipeline, when its tier gives each database one (the
+            // sqlx path leases the pool itself otherwise).
             Placement {
                 pool:
                     Pool::Database {
@@ -162,7 +163,7 @@ impl TenantDb {
                         reference,
                     },
                 binding,
-            } => {
+            } if tier.pipelined() => {
                 let leased = Box::pin(tier.lease(tenant, &reference)).await?;
                 leased.pipeline.map(|own| super::pipeline::Route {
                     pipeline: std::borrow::Cow::Owned(own),
@@ -172,9 +173,10 @@ impl TenantDb {
                     span: tracing::Span::none(),
                 })
             }
-            // A system scope in RLS mode runs on the bypass connection, which is sqlx's.
+            // A system scope in RLS mode runs on the bypass connection, which is sqlx's; so does a
+            // database-tier tenant whose tier gives no pipelines.
             Placement {
-                pool: Pool::System(_),
+                pool: Pool::System(_) | Pool::Database { .. },
                 ..
             } => None,
         })
