@@ -139,14 +139,14 @@ pub(crate) fn access<C: TenantConnection + ?Sized>(conn: &C) -> Result<Access> {
     conn.__access(private::Token(()))
 }
 
-/// Where an operation on `conn` following `plan` goes on the pipelined executor, if anywhere,
-/// once the catalog (if any) admitted its tenant.
-/// Its statements run in `plan`'s span.
+/// Where an operation on `conn` acting for `access` goes on the pipelined executor, if
+/// anywhere, once the catalog (if any) admitted its tenant; its statements run in `span`.
 #[cfg(feature = "pipeline")]
 pub(crate) async fn route<'c, C: TenantConnection + ?Sized>(
     conn: &'c C,
-    plan: &crate::scope::Plan,
+    access: Option<&Access>,
+    span: &tracing::Span,
 ) -> Result<Option<crate::pipeline::Route<'c>>> {
-    let route = conn.__route(private::Token(()), plan.access()).await?;
-    Ok(route.map(|route| route.in_span(plan.span().clone())))
+    let route = conn.__route(private::Token(()), access).await?;
+    Ok(route.map(|route| route.in_span(span.clone())))
 }

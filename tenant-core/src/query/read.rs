@@ -133,7 +133,7 @@ pub(crate) async fn count_all<E: Tenancy, C: TenantConnection>(conn: &C) -> Resu
     let plan = Plan::of::<E, C>(conn, "count")?;
     let statement = |backend| count_statement::<E>(&plan, backend);
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::exec::route(conn, &plan).await?
+    if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await?
         && let Some(count) = Box::pin(route.count(&statement(DbBackend::Postgres))).await?
     {
         return Ok(count);
@@ -219,7 +219,7 @@ pub(super) mod piped {
         plan: &Plan,
         stmt: impl FnOnce() -> Statement,
     ) -> Result<Option<Vec<E::Model>>> {
-        let Some(route) = exec::route(conn, plan).await? else {
+        let Some(route) = exec::route(conn, plan.access(), plan.span()).await? else {
             return Ok(None);
         };
         let Some(decoder) = E::__pg_decoder() else {
@@ -239,7 +239,7 @@ pub(super) mod piped {
         plan: &Plan,
         select: &Select<E>,
     ) -> Result<Option<u64>> {
-        let Some(route) = exec::route(conn, plan).await? else {
+        let Some(route) = exec::route(conn, plan.access(), plan.span()).await? else {
             return Ok(None);
         };
         let stmt = DbBackend::Postgres.build(&super::counted(select.as_query()));

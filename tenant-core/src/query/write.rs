@@ -115,7 +115,7 @@ where
         shared_row(conn, checked, &access).await?;
     }
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::exec::route(conn, &plan).await?
+    if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await?
         && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
     {
         // Boxed: keeps the pipelined path's state out of every write's future.
@@ -442,7 +442,7 @@ where
 {
     let plan = Plan::of::<A::Entity, C>(conn, "delete")?;
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::exec::route(conn, &plan).await? {
+    if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await? {
         return Box::pin(piped::delete(conn, &plan, &route, am)).await;
     }
     let plan = &plan;
@@ -517,7 +517,7 @@ where
     // Kept once built (see `template`): the key's values, then the tenant's.
     let statement = |backend| delete_by_id_statement::<E>(&plan, &key, backend);
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::exec::route(conn, &plan).await? {
+    if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await? {
         // No hooks: the delete and, in RLS mode, its transaction go out in one round trip.
         let sql = statement(DbBackend::Postgres);
         if let Some(rows) = Box::pin(route.write_count(&sql)).await? {
