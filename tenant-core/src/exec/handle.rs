@@ -80,16 +80,9 @@ impl TenantDb {
             });
         }
         Ok(Self {
-            conn,
             search_path: Arc::from(rls.search_path()),
             rls: Some(Arc::new(rls)),
-            system: None,
-            hatch: None,
-            catalog: None,
-            #[cfg(feature = "postgres")]
-            databases: None,
-            #[cfg(feature = "pipeline")]
-            pipeline: None,
+            ..Self::new(conn)
         })
     }
 
