@@ -214,8 +214,7 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
-        let span = self.span.clone();
-        tracing::Instrument::instrument(self.decoded(stmt, decoder, columns, false), span).await
+        self.decoded(stmt, decoder, columns, false).await
     }
 
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
@@ -252,8 +251,7 @@ impl Route<'_> {
         decoder: &Decoder<M>,
         columns: &[&str],
     ) -> Result<Option<Vec<M>>> {
-        let span = self.span.clone();
-        tracing::Instrument::instrument(self.decoded(stmt, decoder, columns, true), span).await
+        self.decoded(stmt, decoder, columns, true).await
     }
 
     /// The rows of `stmt` decoded as `M`s: a read, or a write (whose refusal is `None`, see
@@ -265,14 +263,18 @@ impl Route<'_> {
         columns: &[&str],
         write: bool,
     ) -> Result<Option<Vec<M>>> {
-        let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await? else {
-            return Ok(None);
+        let rows = async {
+            let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await?
+            else {
+                return Ok(None);
+            };
+            let rows = ready.run(&client, self).await;
+            match settle(rows, &client.statement_cache, stmt, write)? {
+                Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
+                None => Ok(None),
+            }
         };
-        let rows = ready.run(&client, self).await;
-        match settle(rows, &client.statement_cache, stmt, write)? {
-            Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
-            None => Ok(None),
-        }
+        tracing::Instrument::instrument(rows, self.span.clone()).await
     }
 
     /// Runs the write `stmt` and counts the rows it touched; `None` as for
