@@ -9,5 +9,6 @@ fn ui() {
     t.compile_fail("tests/ui/column/*.rs");
     t.compile_fail("tests/ui/scoping/*.rs");
     t.compile_fail("tests/ui/escape/*.rs");
+    t.compile_fail("tests/ui/web/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

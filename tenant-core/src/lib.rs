@@ -18,6 +18,8 @@
 //   there, consumed the same way.
 // - `scope`: the scoping rule: whom an operation acts for and its tenant predicate (`plan`),
 //   the tenant a write carries (`stamp`), the predicate of a joined entity (`join`).
+// - `web`: the tenant of a web request (resolution, the scope around its handler) and errors as
+//   HTTP responses.
 // - `keys`, `jobs`: cache keys, object storage paths and background jobs that carry their
 //   tenant.
 // - `query`: what users hold and call (`Scoped`, the write builders, `TenantRepo`) and how each
@@ -38,6 +40,9 @@ pub mod jobs;
 pub mod keys;
 mod query;
 mod scope;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod web;
 
 pub use audit::{Finding, FindingKind, Report};
 #[cfg(feature = "postgres")]

@@ -8,8 +8,11 @@
 pub mod audit_log;
 pub mod catalog;
 pub mod entities;
+pub mod http;
+pub mod web;
 
 pub use catalog::the_catalog_admits_active_tenants_only;
+pub use web::http_requests_run_in_their_tenant_and_another_tenants_id_is_not_found;
 
 use std::any::Any;
 
@@ -488,6 +491,7 @@ macro_rules! scenarios {
             concurrent_tasks_alternating_tenants_never_see_wrong_rows,
             per_tenant_unique_holds_within_a_tenant_only,
             a_child_cannot_point_at_another_tenants_parent,
+            http_requests_run_in_their_tenant_and_another_tenants_id_is_not_found,
         );
     };
     ($setup:path; $($name:ident),* $(,)?) => {

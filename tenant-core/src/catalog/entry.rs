@@ -26,6 +26,9 @@ pub struct Model {
     pub database_ref: Option<String>,
     /// Where the tenant's data must live, if anywhere in particular.
     pub region: Option<String>,
+    /// A host name of the tenant's own (`app.acme.com`) that web requests resolve it by.
+    #[sea_orm(unique)]
+    pub domain: Option<String>,
     /// Whether the tenant's operations may run.
     pub status: TenantStatus,
     /// The generation of the schema the tenant's data is at, for migrations across tenants.

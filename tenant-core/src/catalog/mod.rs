@@ -127,6 +127,8 @@ pub struct TenantRecord {
     pub database_ref: Option<String>,
     /// Where its data must live, if anywhere in particular.
     pub region: Option<String>,
+    /// A host name of its own that web requests resolve it by.
+    pub domain: Option<String>,
     /// Whether its operations may run.
     pub status: TenantStatus,
     /// The generation of the schema its data is at.
@@ -142,6 +144,7 @@ impl From<entry::Model> for TenantRecord {
             schema_name: m.schema_name,
             database_ref: m.database_ref,
             region: m.region,
+            domain: m.domain,
             status: m.status,
             schema_generation: m.schema_generation,
         }
@@ -159,6 +162,7 @@ pub struct NewTenant {
     schema_name: Option<String>,
     database_ref: Option<String>,
     region: Option<String>,
+    domain: Option<String>,
     status: TenantStatus,
 }
 
@@ -172,6 +176,7 @@ impl NewTenant {
             schema_name: None,
             database_ref: None,
             region: None,
+            domain: None,
             status: TenantStatus::Provisioning,
         }
     }
@@ -199,6 +204,13 @@ impl NewTenant {
     /// Where the tenant's data must live (letters, digits, `-` and `_`).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
+        self
+    }
+
+    /// A host name of its own (`app.acme.com`; lowercase letters, digits, `-` and `.`), by
+    /// which [`Catalog::find_domain`] and the web resolver's custom domains find it.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
         self
     }
 
@@ -253,6 +265,14 @@ impl NewTenant {
                 return invalid("region", "must be 1 to 63 letters, digits, `-` and `_`");
             }
         }
+        if let Some(domain) = &self.domain
+            && !is_host_name(domain)
+        {
+            return invalid(
+                "domain",
+                "must be a lowercase host name: labels of letters, digits and `-` joined by `.`, at most 253 characters",
+            );
+        }
         match (self.tier, &self.schema_name, &self.database_ref) {
             (Tier::Shared, None, None)
             | (Tier::Schema, Some(_), None)
@@ -271,6 +291,20 @@ impl NewTenant {
             ),
         }
     }
+}
+
+/// Whether `name` is a lowercase DNS host name: 1 to 63 letters, digits and hyphens per label
+/// (not at either end), labels joined by dots, at most 253 characters.
+pub(crate) fn is_host_name(name: &str) -> bool {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label)
 }
 
 /// Whether `reference` embeds a password: a URL with `user:password@`, or a `password=` key.
@@ -300,6 +334,8 @@ struct Inner {
     conn: DatabaseConnection,
     max_staleness: Duration,
     cache: RwLock<HashMap<TenantId, Cached>>,
+    /// Which tenant a slug or a domain named when it was read (`None`: none).
+    names: RwLock<HashMap<Name, (Option<TenantId>, Instant)>>,
     /// Bumped by every invalidation, so that a lookup that read the table before it does not
     /// put what it read back into the cache.
     epoch: AtomicU64,
@@ -308,6 +344,13 @@ struct Inner {
 struct Cached {
     known: Known,
     read_at: Instant,
+}
+
+/// A name a tenant is found by.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Name {
+    Slug(String),
+    Domain(String),
 }
 
 /// What the table said of a tenant when it was read.
@@ -336,6 +379,7 @@ impl Catalog {
                 conn,
                 max_staleness,
                 cache: RwLock::new(HashMap::new()),
+                names: RwLock::new(HashMap::new()),
                 epoch: AtomicU64::new(0),
             }),
         }
@@ -375,6 +419,7 @@ impl Catalog {
             schema_name: Set(tenant.schema_name),
             database_ref: Set(tenant.database_ref),
             region: Set(tenant.region),
+            domain: Set(tenant.domain),
             status: Set(tenant.status),
             schema_generation: Set(0),
         };
@@ -393,6 +438,36 @@ impl Catalog {
     pub async fn set_status(&self, tenant: TenantId, status: TenantStatus) -> Result<()> {
         let done = entry::Entity::update_many()
             .col_expr(entry::Column::Status, Expr::value(status))
+            .filter(entry::Column::Id.eq(uuid::Uuid::from(tenant)))
+            .exec(&self.inner.conn)
+            .await?;
+        self.invalidate(tenant);
+        if done.rows_affected == 0 {
+            return Err(Error::UnknownTenant { tenant });
+        }
+        Ok(())
+    }
+
+    /// Sets or clears a tenant's own host name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTenantEntry`] for a malformed host name; [`Error::UnknownTenant`] when
+    /// the catalog has no such tenant; the database's error for a domain another tenant has.
+    pub async fn set_domain(&self, tenant: TenantId, domain: Option<&str>) -> Result<()> {
+        if let Some(domain) = domain
+            && !is_host_name(domain)
+        {
+            return Err(Error::InvalidTenantEntry {
+                field: "domain",
+                reason: "must be a lowercase host name: labels of letters, digits and `-` joined by `.`, at most 253 characters",
+            });
+        }
+        let done = entry::Entity::update_many()
+            .col_expr(
+                entry::Column::Domain,
+                Expr::value(domain.map(str::to_owned)),
+            )
             .filter(entry::Column::Id.eq(uuid::Uuid::from(tenant)))
             .exec(&self.inner.conn)
             .await?;
@@ -445,16 +520,92 @@ impl Catalog {
         })
     }
 
-    /// Drops `tenant`'s cached entry: the next lookup reads the table.
+    /// The entry of the tenant with `slug`, cached like [`lookup`](Self::lookup).
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn find_slug(&self, slug: &str) -> Result<Option<TenantRecord>> {
+        self.find_name(Name::Slug(slug.to_owned())).await
+    }
+
+    /// The entry of the tenant whose own host name is `domain` (compared in lowercase), cached
+    /// like [`lookup`](Self::lookup).
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn find_domain(&self, domain: &str) -> Result<Option<TenantRecord>> {
+        self.find_name(Name::Domain(domain.to_ascii_lowercase()))
+            .await
+    }
+
+    /// Drops `tenant`'s cached entry, and every cached slug and domain: the next lookup reads
+    /// the table.
     pub fn invalidate(&self, tenant: TenantId) {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache_mut().remove(&tenant);
+        // A name cached as naming no tenant may name this one now: names go all at once.
+        self.names_mut().clear();
     }
 
     /// Drops every cached entry.
     pub fn invalidate_all(&self) {
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache_mut().clear();
+        self.names_mut().clear();
+    }
+
+    async fn find_name(&self, name: Name) -> Result<Option<TenantRecord>> {
+        Ok(match self.named(name).await? {
+            Some(tenant) => self.lookup(tenant).await?,
+            None => None,
+        })
+    }
+
+    /// Which tenant has `slug`, cached.
+    #[cfg(feature = "axum")]
+    pub(crate) async fn named_slug(&self, slug: &str) -> Result<Option<TenantId>> {
+        self.named(Name::Slug(slug.to_owned())).await
+    }
+
+    /// Which tenant has the host name `domain` (lowercase), cached.
+    #[cfg(feature = "axum")]
+    pub(crate) async fn named_domain(&self, domain: &str) -> Result<Option<TenantId>> {
+        self.named(Name::Domain(domain.to_owned())).await
+    }
+
+    /// Which tenant `name` names, from the cache when it was read at most the maximum staleness
+    /// ago.
+    async fn named(&self, name: Name) -> Result<Option<TenantId>> {
+        {
+            let names = self
+                .inner
+                .names
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((tenant, read_at)) = names.get(&name)
+                && read_at.elapsed() < self.inner.max_staleness
+            {
+                return Ok(*tenant);
+            }
+        }
+        let epoch = self.inner.epoch.load(Ordering::Acquire);
+        let read_at = Instant::now();
+        let column = match &name {
+            Name::Slug(slug) => entry::Column::Slug.eq(slug.as_str()),
+            Name::Domain(domain) => entry::Column::Domain.eq(domain.as_str()),
+        };
+        let tenant = entry::Entity::find()
+            .filter(column)
+            .one(&self.inner.conn)
+            .await?
+            .map(|m| TenantId::from(m.id));
+        let mut names = self.names_mut();
+        if self.inner.epoch.load(Ordering::Acquire) == epoch {
+            names.insert(name, (tenant, read_at));
+        }
+        Ok(tenant)
     }
 
     /// Admits an operation of `tenant`: its entry, only while it is active.
@@ -507,6 +658,15 @@ impl Catalog {
             );
         }
         Ok(known)
+    }
+
+    fn names_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<Name, (Option<TenantId>, Instant)>> {
+        self.inner
+            .names
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn cache_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TenantId, Cached>> {
