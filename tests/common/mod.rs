@@ -9,6 +9,7 @@ pub mod audit_log;
 pub mod catalog;
 pub mod entities;
 pub mod http;
+pub mod service;
 pub mod web;
 
 pub use catalog::the_catalog_admits_active_tenants_only;

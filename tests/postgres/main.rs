@@ -213,3 +213,18 @@ mod fleet_pipeline {
 
     crate::scenarios!(@with_catalog setup);
 }
+
+/// The example service on PostgreSQL in RLS mode: the application role under policies, the
+/// owner for the tables and system work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_service_isolates_its_tenants() {
+    let test_db = pg::fresh_database().await;
+    common::service::the_service_answers_every_endpoint_for_its_own_tenant_only(
+        common::service::app::Database::Postgres {
+            app_url: test_db.app_url.clone(),
+            owner_url: test_db.admin_url.clone(),
+        },
+    )
+    .await;
+    drop(test_db);
+}

@@ -410,3 +410,16 @@ async fn a_fanned_out_job_runs_once_per_active_tenant_in_its_scope() {
     }
     assert_eq!(env.raw_posts().await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_service_isolates_its_tenants() {
+    let dir = tempfile::Builder::new()
+        .prefix("tenant-service-")
+        .tempdir()
+        .unwrap();
+    let url = format!("sqlite://{}/service.db?mode=rwc", dir.path().display());
+    common::service::the_service_answers_every_endpoint_for_its_own_tenant_only(
+        common::service::app::Database::Sqlite(url),
+    )
+    .await;
+}
