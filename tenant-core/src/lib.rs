@@ -20,6 +20,7 @@
 //   the tenant a write carries (`stamp`), the predicate of a joined entity (`join`).
 // - `web`: the tenant of a web request (resolution, the scope around its handler) and errors as
 //   HTTP responses.
+// - `testing`: the checks a user's own test suite runs on its entities (and ours on ours).
 // - `keys`, `jobs`: cache keys, object storage paths and background jobs that carry their
 //   tenant.
 // - `query`: what users hold and call (`Scoped`, the write builders, `TenantRepo`) and how each
@@ -40,6 +41,9 @@ pub mod jobs;
 pub mod keys;
 mod query;
 mod scope;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod web;

@@ -9,10 +9,12 @@ pub mod audit_log;
 pub mod catalog;
 pub mod entities;
 pub mod http;
+pub mod kit;
 pub mod service;
 pub mod web;
 
 pub use catalog::the_catalog_admits_active_tenants_only;
+pub use kit::the_testing_kit_finds_every_entity_isolated;
 pub use web::http_requests_run_in_their_tenant_and_another_tenants_id_is_not_found;
 
 use std::any::Any;
@@ -493,6 +495,7 @@ macro_rules! scenarios {
             per_tenant_unique_holds_within_a_tenant_only,
             a_child_cannot_point_at_another_tenants_parent,
             http_requests_run_in_their_tenant_and_another_tenants_id_is_not_found,
+            the_testing_kit_finds_every_entity_isolated,
         );
     };
     ($setup:path; $($name:ident),* $(,)?) => {

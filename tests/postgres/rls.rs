@@ -777,3 +777,36 @@ pub(crate) async fn assert_no_binding_on_pipeline(pipeline: &tenant::Pipeline) {
         "the pipelined connection was left inside a transaction"
     );
 }
+
+/// The kit's RLS check fails where RLS is missing: the same tables with no policies, the same
+/// application role, and the rows the app layer wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kits_rls_check_reports_tables_without_policies() {
+    let env = crate::setup().await; // app level: no policies on the tables
+    env.seed().await;
+    let tenants = tenant::testing::TwoTenants {
+        a: env.acme,
+        b: env.globex,
+    };
+    let app = env
+        .db
+        .unscoped(&AssertUnscoped::new("the kit's raw queries"));
+    let rls = tenant::Rls::default();
+    let caught = std::panic::AssertUnwindSafe(tenant::testing::assert_rls_refuses::<post::Entity>(
+        app, &rls, &tenants,
+    ))
+    .catch_unwind()
+    .await;
+    let message = *caught
+        .expect_err("no policies, and the check passed")
+        .downcast::<String>()
+        .unwrap();
+    for breach in [
+        "read with no tenant bound",
+        "read of b's rows bound to a",
+        "delete of b's rows bound to a",
+        "a's rows moved to b, bound to a",
+    ] {
+        assert!(message.contains(breach), "{breach}: {message}");
+    }
+}
