@@ -39,6 +39,7 @@ mod id;
 #[cfg_attr(docsrs, doc(cfg(feature = "jobs")))]
 pub mod jobs;
 pub mod keys;
+pub mod metrics;
 mod query;
 mod scope;
 #[cfg(feature = "testing")]

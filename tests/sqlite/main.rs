@@ -10,6 +10,7 @@ compile_error!(
 
 #[path = "../common/mod.rs"]
 mod common;
+mod counters;
 mod web;
 
 use common::Env;

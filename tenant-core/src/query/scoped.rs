@@ -368,7 +368,15 @@ impl<Q: QueryFilter> Scoped<Q> {
         conn: &C,
     ) -> Result<(Q, Plan)> {
         self.check_pinned(conn)?;
-        let plan = Plan::of::<E, C>(conn, "select")?.with(Plan::of::<R, C>(conn, "select")?);
+        let base = Plan::of::<E, C>(conn, "select")?;
+        // One operation, counted once: by the base entity's plan, or the joined one's when the
+        // base is global.
+        let joined = if base.access().is_some() {
+            Plan::of_joined::<R, C>(conn, "select")?
+        } else {
+            Plan::of::<R, C>(conn, "select")?
+        };
+        let plan = base.with(joined);
         Ok((plan.apply(self.query), plan))
     }
 }

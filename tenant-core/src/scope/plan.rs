@@ -35,8 +35,27 @@ impl Plan {
         Ok(Self::acting_for::<E>(exec::access(conn)?, operation))
     }
 
+    /// The plan for `R` joined to an operation whose own plan counted it already
+    /// ([`metrics`](crate::metrics)): the same as [`of`](Self::of), not counted again.
+    pub(crate) fn of_joined<R: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        operation: &'static str,
+    ) -> Result<Self> {
+        if R::tenant_column().is_none() {
+            return Self::of::<R, C>(conn, operation);
+        }
+        Ok(Self::build::<R>(exec::access(conn)?, operation, false))
+    }
+
     /// The plan for tenant-scoped `E` acting for `access`.
     pub(crate) fn acting_for<E: Tenancy>(access: Access, operation: &'static str) -> Self {
+        Self::build::<E>(access, operation, true)
+    }
+
+    fn build<E: Tenancy>(access: Access, operation: &'static str, counted: bool) -> Self {
+        if counted {
+            crate::metrics::operation(&access, operation, table_name::<E>());
+        }
         let predicate = match (&access, E::tenant_column()) {
             (_, None) => None,
             (Access::Tenant(id), Some(column)) => Some(column.eq(id.to_value())),
