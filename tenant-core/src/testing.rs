@@ -227,7 +227,7 @@ fn key_condition<E: EntityTrait>(model: &E::Model) -> Condition {
 }
 
 #[cfg(feature = "postgres")]
-pub use rls::assert_rls_refuses;
+pub use rls::{assert_audit_clean, assert_rls_refuses};
 
 #[cfg(feature = "postgres")]
 mod rls {
@@ -344,6 +344,20 @@ mod rls {
             "Row-Level Security let through on {table}:\n  - {}",
             breaches.join("\n  - ")
         );
+    }
+
+    /// Runs the start-up audit ([`audit`](crate::audit)) as a test: `app` is a connection as the
+    /// application role, `schema` your declarations with the RLS settings you deploy.
+    ///
+    /// # Panics
+    ///
+    /// With the report, on any finding (a role that bypasses RLS, a table without its policy,
+    /// key or foreign key), or when the audit cannot run.
+    pub async fn assert_audit_clean(app: &DatabaseConnection, schema: &crate::TenantTables) {
+        let report = crate::audit(app, schema)
+            .await
+            .unwrap_or_else(|e| panic!("the audit could not run: {e}"));
+        assert!(report.is_clean(), "the audit found problems:\n{report}");
     }
 
     /// The SQLSTATE of a database's refusal.

@@ -717,3 +717,24 @@ async fn a_migration_that_runs_the_statements_of_one_entity_at_a_time_audits_cle
     let report = tenant::audit(&app, &schema).await.unwrap();
     assert!(report.is_clean(), "{report}");
 }
+
+/// The kit's audit helper passes a correct schema and panics, with the report, on a broken one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kits_audit_helper_passes_a_clean_schema_and_reports_a_broken_one() {
+    use futures::FutureExt as _;
+
+    let db = Db::new().await;
+    let app = connect(&db.test_db.app_url).await;
+    tenant::testing::assert_audit_clean(&app, &schema()).await;
+    db.admin(&["ALTER TABLE post DISABLE ROW LEVEL SECURITY"])
+        .await;
+    let caught = std::panic::AssertUnwindSafe(tenant::testing::assert_audit_clean(&app, &schema()))
+        .catch_unwind()
+        .await;
+    let message = *caught
+        .expect_err("RLS is off on `post`, and the audit passed")
+        .downcast::<String>()
+        .unwrap();
+    assert!(message.contains("post"), "{message}");
+    app.close().await.ok();
+}
