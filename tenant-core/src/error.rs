@@ -235,6 +235,15 @@ pub enum Error {
         /// What is wrong with it, and what is accepted.
         reason: &'static str,
     },
+    /// A table of a [`TenantTables`](crate::TenantTables) in the distributed (Citus) form that
+    /// a distributed database cannot create.
+    #[error("`{table}` cannot be distributed: {reason}")]
+    NotDistributable {
+        /// The table.
+        table: &'static str,
+        /// Why, and what to change.
+        reason: String,
+    },
     /// The start-up audit found problems; `TenantDb::with_rls_checked` refuses to start.
     #[error("the start-up audit refused this database; {0}")]
     Audit(crate::Report),

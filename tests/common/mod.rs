@@ -41,6 +41,8 @@ pub struct Env {
     pub pipeline: Option<tenant::Pipeline>,
     /// Where each tenant not on the shared tier has its rows (`db` has a catalog that says so).
     pub places: Vec<(TenantId, Place)>,
+    /// Whether the tables are in the distributed form: keys unique per tenant only.
+    pub distributed_keys: bool,
     /// What keeps the databases alive (and drops them after a passing test).
     keep: Box<dyn Any + Send + Sync>,
 }
@@ -111,6 +113,38 @@ impl Env {
             .await
             .expect("create the schema");
         Self::with_db(TenantDb::new(app), raw, false, keep)
+    }
+
+    /// The tables in the distributed form (`TenantTables::distributed`: keys `(tenant, key)`, as
+    /// Citus needs them), with RLS in the plain policy form when `rls`, and the handle told so.
+    /// On a Citus coordinator the same statements distribute the tables.
+    pub async fn new_distributed(
+        app: DatabaseConnection,
+        raw: DatabaseConnection,
+        rls: bool,
+        keep: Box<dyn Any + Send + Sync>,
+    ) -> Self {
+        let plain = tenant::Rls::default().with_policy_form(tenant::PolicyForm::Plain);
+        let mut schema = tenant::TenantTables::new()
+            .tables(entities::tables())
+            .distributed();
+        if rls {
+            schema = schema.rls(plain.clone());
+        }
+        schema
+            .create(&raw)
+            .await
+            .expect("create the distributed form");
+        let db = if rls {
+            TenantDb::with_rls(app, plain)
+                .expect("PostgreSQL")
+                .with_system_connection(raw.clone())
+        } else {
+            TenantDb::new(app)
+        };
+        let mut env = Self::with_db(db.with_distributed_keys(), raw, rls, keep);
+        env.distributed_keys = true;
+        env
     }
 
     /// The same tables under Row-Level Security, and `app` in RLS mode; system scopes use the
@@ -233,6 +267,12 @@ impl Env {
     }
 
     /// Whether `t` and `u` have their rows in the same tables.
+    /// Whether a key of `t`'s and the same key of `u`'s are one key: their rows share tables,
+    /// and the tables key rows by key alone (not per tenant).
+    pub fn keys_meet(&self, t: TenantId, u: TenantId) -> bool {
+        self.same_place(t, u) && !self.distributed_keys
+    }
+
     pub fn same_place(&self, t: TenantId, u: TenantId) -> bool {
         match (self.place_of(t), self.place_of(u)) {
             (None, None) => true,
@@ -279,6 +319,7 @@ impl Env {
             rls,
             pipeline: None,
             places: Vec::new(),
+            distributed_keys: false,
             keep,
         }
     }
@@ -946,11 +987,12 @@ pub async fn upsert_never_touches_another_tenants_row(env: &Env) {
             ..Default::default()
         };
         let clashed = repo.upsert(clash).await;
-        if env.same_place(env.acme, env.globex) {
+        if env.keys_meet(env.acme, env.globex) {
             let err = clashed.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err}");
         } else {
-            // Apart, the two tenants' keys do not meet: acme gets a row of its own.
+            // Apart, or keyed per tenant, the two tenants' keys do not meet: acme gets a row of
+            // its own.
             let mine = clashed.unwrap();
             assert_eq!(
                 (mine.tenant_id, mine.title.as_str()),

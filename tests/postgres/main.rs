@@ -70,6 +70,35 @@ mod rls_mode {
     crate::scenarios!(setup);
 }
 
+/// Every scenario again on the tables' distributed form (keys `(tenant, key)`, as Citus needs
+/// them), app level.
+mod distributed {
+    use super::{Env, connections};
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        Env::new_distributed(app, raw, false, Box::new(keep)).await
+    }
+
+    crate::scenarios!(setup);
+}
+
+/// Every scenario again on the distributed form, in RLS mode (plain policies, as Citus needs
+/// them) with reads and writes on the pipeline.
+mod distributed_rls_pipeline {
+    use super::{Env, connections};
+
+    async fn setup() -> Env {
+        let (app, raw, keep) = connections().await;
+        let url = keep.app_url.clone();
+        Env::new_distributed(app, raw, true, Box::new(keep))
+            .await
+            .with_pipeline(&url, 2)
+    }
+
+    crate::scenarios!(setup);
+}
+
 /// Every scenario again with reads on the pipelined executor (tokio-postgres).
 mod pipeline_mode {
     use super::{Env, connections};

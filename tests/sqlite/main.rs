@@ -16,6 +16,16 @@ mod web;
 use common::Env;
 
 async fn setup() -> Env {
+    let (app, raw, dir) = open().await;
+    Env::new(app, raw, Box::new(dir)).await
+}
+
+/// A file database: the handle's pool, and a planting connection.
+async fn open() -> (
+    sea_orm::DatabaseConnection,
+    sea_orm::DatabaseConnection,
+    tempfile::TempDir,
+) {
     // Removed with everything in it when the `Env` that keeps it is dropped.
     let dir = tempfile::Builder::new()
         .prefix("tenant-sqlite-")
@@ -32,10 +42,22 @@ async fn setup() -> Env {
     raw.sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| o.foreign_keys(false));
     let raw = sea_orm::Database::connect(raw).await.expect("open SQLite");
-    Env::new(app, raw, Box::new(dir)).await
+    (app, raw, dir)
 }
 
 crate::scenarios!(setup);
+
+/// Every scenario again on the tables' distributed form (keys `(tenant, key)`).
+mod distributed {
+    use super::Env;
+
+    async fn setup() -> Env {
+        let (app, raw, dir) = super::open().await;
+        Env::new_distributed(app, raw, false, Box::new(dir)).await
+    }
+
+    crate::scenarios!(setup);
+}
 
 #[test]
 fn schema_statements_lead_every_key_with_the_tenant_column() {
@@ -423,4 +445,94 @@ async fn the_example_service_isolates_its_tenants() {
         common::service::app::Database::Sqlite(url),
     )
     .await;
+}
+
+#[test]
+fn the_distributed_form_keys_rows_by_tenant_and_refuses_what_cannot_be_distributed() {
+    use common::entities::{comment, post};
+    use sea_orm::DbBackend;
+    use tenant::{Error, PolicyForm, Rls, TenantTables};
+
+    let plain = Rls::default().with_policy_form(PolicyForm::Plain);
+    let schema = TenantTables::new()
+        .tables(common::entities::tables())
+        .distributed()
+        .rls(plain);
+    schema.check().unwrap();
+    let sql: Vec<String> = schema
+        .statements(DbBackend::Postgres)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let of = |prefix: &str| {
+        sql.iter()
+            .find(|s| s.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}..` in {sql:#?}"))
+    };
+    let post = of(r#"CREATE TABLE IF NOT EXISTS "post""#);
+    assert!(
+        post.contains(r#"CONSTRAINT "pk_post" PRIMARY KEY ("tenant_id", "id")"#),
+        "{post}"
+    );
+    assert!(
+        !post.contains(r#""id" uuid NOT NULL PRIMARY KEY"#),
+        "{post}"
+    );
+    // The only foreign key to a tenant parent is the tenant-consistent one.
+    let comment = of(r#"CREATE TABLE IF NOT EXISTS "comment""#);
+    assert_eq!(comment.matches("FOREIGN KEY").count(), 1, "{comment}");
+    assert!(
+        comment.contains(
+            r#"FOREIGN KEY ("tenant_id", "post_id") REFERENCES "post" ("tenant_id", "id")"#
+        )
+    );
+    // The primary key is the `(tenant, key)` unique: not created twice.
+    assert!(!sql.iter().any(|s| s.contains("ux_post_tenant_id_id")));
+    // Distributed by tenant, colocated; the global table a reference table; both guarded.
+    assert!(of("DO $tenant$").contains("create_reference_table('\"plan\"')"));
+    assert!(sql.iter().any(|s| s.contains(
+        "create_distributed_table('\"comment\"', 'tenant_id', colocate_with => '\"post\"')"
+    )));
+    // The policies come after the distribution.
+    let position = |needle: &str| sql.iter().position(|s| s.contains(needle)).unwrap();
+    assert!(
+        position("create_distributed_table('\"post\"'")
+            < position("CREATE POLICY tenant_isolation ON \"post\"")
+    );
+    // No distribution statements where there is no Citus to run them.
+    let sqlite = schema.statements(DbBackend::Sqlite);
+    assert!(!sqlite.iter().any(|s| s.to_string().contains("$tenant$")));
+
+    let refused = |s: TenantTables| match s.check() {
+        Err(Error::NotDistributable { table, reason }) => (table, reason),
+        other => panic!("{other:?}"),
+    };
+    let (table, reason) = refused(TenantTables::new().table::<comment::Entity>().distributed());
+    assert_eq!(table, "comment");
+    assert!(
+        reason.contains("`post`, which is not in this `TenantTables`"),
+        "{reason}"
+    );
+    let (table, reason) = refused(
+        TenantTables::new()
+            .table::<post::Entity>()
+            .distributed()
+            .rls(Rls::default()),
+    );
+    assert_eq!(table, "post");
+    assert!(reason.contains("PolicyForm::Plain"), "{reason}");
+    // The standard form is not checked for distribution.
+    TenantTables::new()
+        .table::<comment::Entity>()
+        .check()
+        .unwrap();
+}
+
+#[test]
+#[should_panic(expected = "`comment` cannot be distributed")]
+fn statements_of_a_set_that_cannot_be_distributed_panic_naming_the_table() {
+    let _ = tenant::TenantTables::new()
+        .table::<common::entities::comment::Entity>()
+        .distributed()
+        .statements(sea_orm::DbBackend::Postgres);
 }

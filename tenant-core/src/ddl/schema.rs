@@ -5,11 +5,12 @@
 use std::fmt;
 
 use sea_orm::sea_query::{
-    Alias, ForeignKey, ForeignKeyCreateStatement, Index, IndexCreateStatement, TableCreateStatement,
+    Alias, ColumnDef, ForeignKey, ForeignKeyCreateStatement, Index, IndexCreateStatement,
+    TableCreateStatement,
 };
 use sea_orm::{
-    ConnectionTrait, DbBackend, IdenStatic, Iterable, PrimaryKeyToColumn, RelationTrait, Schema,
-    Statement, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, IdenStatic, Iterable, PrimaryKeyToColumn,
+    RelationTrait, Schema, Statement, TransactionSession, TransactionTrait,
 };
 
 use super::ident::{is_plain_ident, is_tenant_schema_name, quote_ident};
@@ -26,12 +27,41 @@ pub struct TableStatements {
     pub indexes: Vec<IndexCreateStatement>,
 }
 
+/// How a tenant table's keys are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keys {
+    /// SeaORM's primary key and foreign keys, with the tenant-leading keys beside them.
+    Standard,
+    /// The form a distributed database (Citus) shards by tenant: the primary key is
+    /// `(tenant, <primary key>)`, and a tenant table's only foreign keys to tenant parents are the
+    /// tenant-consistent ones.
+    Distributed,
+}
+
 /// The statements for `E` on `backend`; parents named in `known` are referenced
 /// tenant-consistently (see [`TenantTables`]).
 fn entity_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableStatements {
+    statements_with_keys::<E>(backend, known, Keys::Standard)
+}
+
+/// [`entity_statements`] in the distributed form.
+fn distributed_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableStatements {
+    statements_with_keys::<E>(backend, known, Keys::Distributed)
+}
+
+fn statements_with_keys<E: Tenancy>(
+    backend: DbBackend,
+    known: &[Table],
+    keys: Keys,
+) -> TableStatements {
     let entity = E::default();
     let table_name = entity.table_name();
-    let mut table = Schema::new(backend).create_table_from_entity(entity);
+    let distributed = keys == Keys::Distributed && E::tenant_column().is_some();
+    let mut table = if distributed {
+        distributed_table::<E>(backend, known)
+    } else {
+        Schema::new(backend).create_table_from_entity(entity)
+    };
     table.if_not_exists();
     let mut indexes = Vec::new();
     if let Some(tenant) = E::tenant_column() {
@@ -89,7 +119,10 @@ fn entity_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableSt
             }
             indexes.push(index.name(name).to_owned());
         };
-        keyed(true, &pk);
+        // In the distributed form the primary key is that unique already.
+        if !distributed {
+            keyed(true, &pk);
+        }
         for u in spec.uniques() {
             keyed(true, u);
         }
@@ -98,6 +131,84 @@ fn entity_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableSt
         }
     }
     TableStatements { table, indexes }
+}
+
+/// `E`'s table in the distributed form: SeaORM's columns, the primary key `(tenant, <primary
+/// key>)`, and SeaORM's foreign keys to global parents only (the tenant-consistent ones to tenant
+/// parents are added by the caller).
+fn distributed_table<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableCreateStatement {
+    let entity = E::default();
+    let tenant = E::tenant_column().expect("a tenant table");
+    let schema = Schema::new(backend);
+    let pk: Vec<E::Column> = E::PrimaryKey::iter()
+        .map(PrimaryKeyToColumn::into_column)
+        .collect();
+    let mut table = TableCreateStatement::new();
+    table.table(entity.table_ref());
+    for column in E::Column::iter() {
+        // SeaORM marks a single-column key `PRIMARY KEY` on the column itself; the key here is
+        // a table constraint, so the column is described again without it.
+        let def = schema.get_column_def::<E>(column);
+        if def.get_column_spec().primary_key {
+            let orm = column.def();
+            let mut plain = ColumnDef::new_with_type(column, orm.get_column_type().clone());
+            plain.not_null();
+            if <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::auto_increment() {
+                plain.auto_increment();
+            }
+            if let Some(default) = orm.get_column_default() {
+                plain.default(default.clone());
+            }
+            table.col(&mut plain);
+        } else {
+            table.col(def);
+        }
+    }
+    let mut key = Index::create();
+    key.name(format!("pk_{}", entity.table_name())).col(tenant);
+    for c in &pk {
+        if c.as_str() != tenant.as_str() {
+            key.col(*c);
+        }
+    }
+    table.primary_key(key.primary());
+    for relation in E::Relation::iter() {
+        let rel = relation.def();
+        if rel.is_owner || rel.skip_fk {
+            continue;
+        }
+        let parent = table_ref_name(&rel.to_tbl);
+        let global_parent = known
+            .iter()
+            .any(|t| t.name == parent && t.tenant_column.is_none());
+        if global_parent {
+            table.foreign_key(&mut rel.into());
+        }
+    }
+    table
+}
+
+/// Why `E` cannot be distributed among `known` (parents first), if it cannot.
+fn distribution_refusal<E: Tenancy>(known: &[Table]) -> Option<String> {
+    let name = E::default().table_name();
+    for relation in E::Relation::iter() {
+        let rel = relation.def();
+        if rel.is_owner || rel.skip_fk {
+            continue;
+        }
+        let parent = table_ref_name(&rel.to_tbl);
+        let Some(found) = known.iter().find(|t| t.name == parent) else {
+            return Some(format!(
+                "`{name}` references `{parent}`, which is not in this `TenantTables`: add it (parents first), or mark the relation `skip_fk`"
+            ));
+        };
+        if E::tenant_column().is_none() && found.tenant_column.is_some() {
+            return Some(format!(
+                "the global `{name}` references the tenant table `{parent}`: a reference table cannot reference a distributed one"
+            ));
+        }
+    }
+    None
 }
 
 fn table_ref_name(table: &sea_orm::sea_query::TableRef) -> String {
@@ -172,8 +283,13 @@ pub struct ExpectedPolicy {
 }
 
 impl ExpectedTable {
-    fn of(t: &Table, tables: &[Table], rls: Option<&Rls>) -> Self {
-        let s = (t.statements)(DbBackend::Postgres, tables);
+    fn of(t: &Table, tables: &[Table], rls: Option<&Rls>, distributed: bool) -> Self {
+        let statements = if distributed {
+            t.distributed
+        } else {
+            t.statements
+        };
+        let s = statements(DbBackend::Postgres, tables);
         let indexes = s
             .indexes
             .iter()
@@ -261,6 +377,8 @@ pub struct Table {
     name: &'static str,
     tenant_column: Option<&'static str>,
     statements: fn(DbBackend, &[Table]) -> TableStatements,
+    distributed: fn(DbBackend, &[Table]) -> TableStatements,
+    refusal: fn(&[Table]) -> Option<String>,
     policies: fn(&Rls) -> Vec<String>,
 }
 
@@ -291,6 +409,8 @@ pub fn table<E: Tenancy>() -> Table {
         name: E::default().table_name(),
         tenant_column: E::tenant_column().map(|c| c.as_str()),
         statements: entity_statements::<E>,
+        distributed: distributed_statements::<E>,
+        refusal: distribution_refusal::<E>,
         policies: Rls::policy_statements::<E>,
     }
 }
@@ -312,6 +432,7 @@ pub fn table<E: Tenancy>() -> Table {
 pub struct TenantTables {
     tables: Vec<Table>,
     rls: Option<Rls>,
+    distributed: bool,
 }
 
 impl TenantTables {
@@ -342,6 +463,65 @@ impl TenantTables {
         self
     }
 
+    /// The distributed form, for Citus: every tenant table's primary key becomes
+    /// `(tenant, <primary key>)` (the `(tenant, <primary key>)` unique it replaces is not created
+    /// again), SeaORM's single-column foreign keys to tenant parents give way to the
+    /// tenant-consistent ones, and on PostgreSQL each table is distributed by its tenant column
+    /// (`create_distributed_table`, colocated with the first tenant table) or, for a global
+    /// entity, made a reference table (`create_reference_table`), in the set's order, before its
+    /// policies, where the `citus` extension is installed. Re-runnable: a table already
+    /// distributed is left alone.
+    ///
+    /// What this changes for a model: a row's key is unique per tenant (two tenants may hold the
+    /// same id), and a handle over such tables must say so
+    /// ([`TenantDb::with_distributed_keys`](crate::TenantDb::with_distributed_keys)) so that
+    /// upserts find the row by `(tenant, key)`. The form is valid on plain PostgreSQL (where the
+    /// distribution statements do nothing) and on SQLite (where they are left out).
+    #[must_use]
+    pub fn distributed(mut self) -> Self {
+        self.distributed = true;
+        self
+    }
+
+    /// Whether this is the [`distributed`](Self::distributed) form.
+    pub fn is_distributed(&self) -> bool {
+        self.distributed
+    }
+
+    /// Refuses, in the [`distributed`](Self::distributed) form, what a distributed database
+    /// cannot create: a global table referencing a tenant table, a reference to a table not in
+    /// the set, RLS policies with a subquery (Citus refuses them: use
+    /// [`PolicyForm::Plain`](crate::PolicyForm::Plain)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotDistributable`](crate::Error::NotDistributable), naming the table and why.
+    pub fn check(&self) -> Result<()> {
+        if !self.distributed {
+            return Ok(());
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            if let Some(reason) = (t.refusal)(&self.tables[..i]) {
+                return Err(crate::Error::NotDistributable {
+                    table: t.name,
+                    reason,
+                });
+            }
+            if t.tenant_column.is_some()
+                && self
+                    .rls
+                    .as_ref()
+                    .is_some_and(|r| r.policy_form() == super::PolicyForm::Subquery)
+            {
+                return Err(crate::Error::NotDistributable {
+                    table: t.name,
+                    reason: "its policy would hold a subquery, which Citus refuses; build the `Rls` with `.with_policy_form(PolicyForm::Plain)`".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The tables, in order.
     pub fn table_list(&self) -> &[Table] {
         &self.tables
@@ -357,20 +537,32 @@ impl TenantTables {
     /// # Panics
     ///
     /// When `name` is not a table of this schema: a migration naming a table that was never
-    /// added is a programming error.
+    /// added is a programming error; in the [`distributed`](Self::distributed) form, when
+    /// [`check`](Self::check) refuses the set.
     pub fn statements_for(&self, name: &str, backend: DbBackend) -> Vec<Statement> {
         let t = self
             .tables
             .iter()
             .find(|t| t.name == name)
             .unwrap_or_else(|| panic!("`{name}` is not a table of this `TenantTables`"));
+        if let Err(e) = self.check() {
+            panic!("{e}");
+        }
         self.statements_of(t, backend)
     }
 
     fn statements_of(&self, t: &Table, backend: DbBackend) -> Vec<Statement> {
-        let s = (t.statements)(backend, &self.tables);
+        let statements = if self.distributed {
+            t.distributed
+        } else {
+            t.statements
+        };
+        let s = statements(backend, &self.tables);
         let mut out = vec![backend.build(&s.table)];
         out.extend(s.indexes.iter().map(|i| backend.build(i)));
+        if self.distributed && backend == DbBackend::Postgres {
+            out.push(Statement::from_string(backend, self.distribution(t)));
+        }
         if let (Some(rls), DbBackend::Postgres) = (&self.rls, backend) {
             out.extend(
                 (t.policies)(rls)
@@ -381,8 +573,50 @@ impl TenantTables {
         out
     }
 
+    /// The statement that distributes `t` (a tenant table, by its tenant column, colocated with
+    /// the set's first tenant table) or makes it a reference table (a global one), where Citus is
+    /// installed and `t` is not distributed yet.
+    fn distribution(&self, t: &Table) -> String {
+        let literal = |name: &str| format!("'{}'", quote_ident(name).replace('\'', "''"));
+        let table = literal(t.name);
+        let call = match t.tenant_column {
+            Some(column) => {
+                let first = self
+                    .tables
+                    .iter()
+                    .find(|t| t.tenant_column.is_some())
+                    .map_or(t.name, |t| t.name);
+                format!(
+                    "create_distributed_table({table}, '{column}', colocate_with => {})",
+                    if first == t.name {
+                        "'default'".to_owned()
+                    } else {
+                        literal(first)
+                    }
+                )
+            }
+            None => format!("create_reference_table({table})"),
+        };
+        // Nested, so that `pg_dist_partition` and the Citus functions are only planned where
+        // Citus is installed: on plain PostgreSQL the block does nothing.
+        format!(
+            "DO $tenant$ BEGIN IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN \
+             IF NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = {table}::regclass) THEN \
+             PERFORM {call}; END IF; END IF; END $tenant$"
+        )
+    }
+
     /// Every statement of every table, parents first.
+    ///
+    /// # Panics
+    ///
+    /// In the [`distributed`](Self::distributed) form, when [`check`](Self::check) refuses the
+    /// set: a declaration that cannot be distributed is a programming error, reported here
+    /// rather than half-way through a migration.
     pub fn statements(&self, backend: DbBackend) -> Vec<Statement> {
+        if let Err(e) = self.check() {
+            panic!("{e}");
+        }
         self.tables
             .iter()
             .flat_map(|t| self.statements_of(t, backend))
@@ -397,7 +631,7 @@ impl TenantTables {
     pub fn expected(&self) -> Vec<ExpectedTable> {
         self.tables
             .iter()
-            .map(|t| ExpectedTable::of(t, &self.tables, self.rls.as_ref()))
+            .map(|t| ExpectedTable::of(t, &self.tables, self.rls.as_ref(), self.distributed))
             .collect()
     }
 
@@ -409,6 +643,7 @@ impl TenantTables {
         reason = "DDL this crate generates from the declaration"
     )]
     pub async fn create<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
+        self.check()?;
         for stmt in self.statements(conn.get_database_backend()) {
             conn.execute_raw(stmt).await?;
         }

@@ -45,6 +45,7 @@ impl TenantDb {
             audit: None,
             system_url: None,
             catalog: None,
+            distributed_keys: false,
             #[cfg(feature = "postgres")]
             databases: None,
             #[cfg(feature = "pipeline")]
@@ -77,6 +78,7 @@ pub struct TenantDbBuilder<'s> {
     audit: Option<&'s TenantTables>,
     system_url: Option<String>,
     catalog: Option<Duration>,
+    distributed_keys: bool,
     #[cfg(feature = "postgres")]
     databases: Option<super::DatabaseTier>,
     #[cfg(feature = "pipeline")]
@@ -127,11 +129,20 @@ impl<'s> TenantDbBuilder<'s> {
             audit: Some(schema),
             system_url: self.system_url,
             catalog: self.catalog,
+            distributed_keys: self.distributed_keys,
             #[cfg(feature = "postgres")]
             databases: self.databases,
             #[cfg(feature = "pipeline")]
             pipeline: self.pipeline,
         }
+    }
+
+    /// The tables are in the distributed form ([`TenantDb::with_distributed_keys`]); implied
+    /// when the schema given to [`audit`](Self::audit) is
+    /// [`distributed`](TenantTables::distributed).
+    pub fn distributed_keys(mut self) -> Self {
+        self.distributed_keys = true;
+        self
     }
 
     /// A second connection, for system scopes in RLS mode: its role must bypass RLS
@@ -250,6 +261,9 @@ impl<'s> TenantDbBuilder<'s> {
         #[cfg(feature = "postgres")]
         if let Some(hatch) = hatch {
             db = db.with_escape_hatch(hatch);
+        }
+        if self.distributed_keys || self.audit.is_some_and(TenantTables::is_distributed) {
+            db = db.with_distributed_keys();
         }
         Ok(db)
     }

@@ -39,6 +39,8 @@ pub struct TenantDb {
     hatch: Option<DatabaseConnection>,
     /// The tenant catalog that admits a tenant's operations, when the handle has one.
     pub(super) catalog: Option<crate::catalog::Catalog>,
+    /// Whether a row's key is unique per tenant only (the distributed form of the tables).
+    pub(super) distributed_keys: bool,
     /// The pools of database-tier tenants' own databases, when the handle serves that tier.
     #[cfg(feature = "postgres")]
     pub(super) databases: Option<super::DatabaseTier>,
@@ -58,6 +60,7 @@ impl TenantDb {
             system: None,
             hatch: None,
             catalog: None,
+            distributed_keys: false,
             #[cfg(feature = "postgres")]
             databases: None,
             #[cfg(feature = "pipeline")]
@@ -225,6 +228,7 @@ impl TenantDb {
             txn,
             access,
             catalog: self.catalog.clone(),
+            distributed_keys: self.distributed_keys,
         })
     }
 
@@ -271,6 +275,18 @@ impl TenantDb {
         }
         debug_assert!(binding.is_none(), "`with_rls` refuses without PostgreSQL");
         Ok(Unit::shared(Exec::Db(conn)))
+    }
+
+    /// Says that this handle's tables are in the distributed form
+    /// ([`TenantTables::distributed`](crate::TenantTables::distributed), for Citus): a row's key
+    /// is unique per tenant, so upserts find the row by `(tenant, key)` instead of the key alone.
+    /// Without it, an upsert on such tables fails (`no unique or exclusion constraint matching
+    /// the ON CONFLICT specification`); with it on tables of the standard form, it fails the
+    /// same way unless the `(tenant, key)` unique the standard form also creates is there.
+    #[must_use]
+    pub fn with_distributed_keys(mut self) -> Self {
+        self.distributed_keys = true;
+        self
     }
 
     /// Admits only the operations of tenants whose entry in `catalog` is active: an unknown,
@@ -423,6 +439,8 @@ pub struct TenantTxn {
     access: Access,
     /// The handle's catalog, which says where a system scope's rows may be written.
     catalog: Option<crate::catalog::Catalog>,
+    /// The handle's [`TenantDb::with_distributed_keys`].
+    distributed_keys: bool,
 }
 
 enum TxnKind {
@@ -511,6 +529,10 @@ impl TenantConnection for TenantDb {
         shared_tenant(self.catalog.as_ref(), tenant)
     }
 
+    fn __distributed_keys(&self, _: private::Token) -> bool {
+        self.distributed_keys
+    }
+
     #[cfg(feature = "pipeline")]
     fn __route(
         &self,
@@ -541,6 +563,10 @@ impl TenantConnection for TenantTxn {
         tenant: crate::TenantId,
     ) -> impl Future<Output = Result<()>> + Send {
         shared_tenant(self.catalog.as_ref(), tenant)
+    }
+
+    fn __distributed_keys(&self, _: private::Token) -> bool {
+        self.distributed_keys
     }
 
     fn __access(&self, _: private::Token) -> Result<Access> {

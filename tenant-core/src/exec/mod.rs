@@ -61,6 +61,10 @@ pub trait TenantConnection: private::Sealed + Sync {
         tenant: crate::TenantId,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Whether a row's key is unique per tenant only ([`TenantDb::with_distributed_keys`]).
+    #[doc(hidden)]
+    fn __distributed_keys(&self, token: private::Token) -> bool;
+
     /// Where an operation acting for `access` goes on the pipelined executor, if anywhere, once
     /// the catalog (if any) admitted its tenant.
     #[cfg(feature = "pipeline")]
@@ -87,6 +91,10 @@ impl<T: TenantConnection> TenantConnection for &T {
 
     fn __access(&self, _: private::Token) -> Result<Access> {
         (**self).__access(private::Token(()))
+    }
+
+    fn __distributed_keys(&self, _: private::Token) -> bool {
+        (**self).__distributed_keys(private::Token(()))
     }
 
     fn __shared_tenant(
@@ -116,6 +124,11 @@ pub(crate) mod private {
     impl Sealed for super::TenantDb {}
     impl Sealed for super::TenantTxn {}
     impl<T: Sealed> Sealed for &T {}
+}
+
+/// Whether `conn`'s tables key rows per tenant ([`TenantDb::with_distributed_keys`]).
+pub(crate) fn distributed_keys<C: TenantConnection + ?Sized>(conn: &C) -> bool {
+    conn.__distributed_keys(private::Token(()))
 }
 
 /// A unit of work on `conn` acting for `access` (`None`: no tenant needed).

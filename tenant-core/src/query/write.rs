@@ -562,9 +562,19 @@ where
     ModelOf<A>: IntoActiveModel<A>,
     C: TenantConnection,
 {
-    let keys: Vec<_> = <A::Entity as EntityTrait>::PrimaryKey::iter()
-        .map(PrimaryKeyToColumn::into_column)
-        .collect();
+    let tenant = <A::Entity as TenantScoped>::TENANT_COLUMN;
+    // Tables in the distributed form key rows by `(tenant, key)`: the conflict target must be
+    // that key (the tenant column leads it, as in the table's primary key).
+    let mut keys: Vec<_> = if crate::exec::distributed_keys(conn) {
+        vec![tenant]
+    } else {
+        Vec::new()
+    };
+    keys.extend(
+        <A::Entity as EntityTrait>::PrimaryKey::iter()
+            .map(PrimaryKeyToColumn::into_column)
+            .filter(|c| c.as_str() != tenant.as_str()),
+    );
     upsert_on_columns(conn, am, keys).await
 }
 
