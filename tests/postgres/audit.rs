@@ -753,7 +753,9 @@ async fn the_distributed_form_audits_clean_and_the_builder_keys_upserts_by_tenan
     assert!(report.is_clean(), "{report}");
     // The primary key `(tenant, id)` is the unique the standard form declares: that audit
     // passes too.
-    let report = tenant::audit(&app, &schema_with(plain.clone())).await.unwrap();
+    let report = tenant::audit(&app, &schema_with(plain.clone()))
+        .await
+        .unwrap();
     assert!(report.is_clean(), "{report}");
 
     let db = tenant::TenantDb::builder(test_db.app_url.clone())
@@ -775,7 +777,10 @@ async fn the_distributed_form_audits_clean_and_the_builder_keys_upserts_by_tenan
             row.id = sea_orm::Set(id);
             row.title = sea_orm::Set(title.into());
             let saved = tenant::scope(tenant, repo.upsert(row)).await.unwrap();
-            assert_eq!((saved.tenant_id, saved.title.as_str()), (*tenant.as_uuid(), title));
+            assert_eq!(
+                (saved.tenant_id, saved.title.as_str()),
+                (*tenant.as_uuid(), title)
+            );
         }
     }
     for tenant in [acme, globex] {
