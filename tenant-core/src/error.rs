@@ -244,6 +244,14 @@ pub enum Error {
         /// Why, and what to change.
         reason: String,
     },
+    /// The server's TLS certificate was refused when connecting.
+    #[error(
+        "the server's TLS certificate was refused ({source}); Citus nodes present a self-generated certificate, which rustls refuses: on loopback or a private network add `sslmode=disable` to the URL, otherwise give the nodes a certificate your trust store accepts (or name its CA with `sslrootcert=`)"
+    )]
+    TlsRefused {
+        /// The driver's error.
+        source: sea_orm::DbErr,
+    },
     /// The start-up audit found problems; `TenantDb::with_rls_checked` refuses to start.
     #[error("the start-up audit refused this database; {0}")]
     Audit(crate::Report),

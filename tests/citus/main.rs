@@ -23,6 +23,9 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 /// The application role the suite creates on the cluster.
 const APP_ROLE: &str = "tenant_citus_app";
 
+/// A role like it, without `citus.propagate_set_commands = 'local'`, for the audit.
+const UNSET: &str = "tenant_citus_unset";
+
 /// The coordinator's superuser URL.
 fn citus_url() -> String {
     std::env::var("CITUS_URL").expect(
@@ -166,6 +169,8 @@ async fn every_scenario_holds_on_citus() {
             )
         })
         .collect();
+    audit_checks_the_binding_reaches_the_workers(&admin).await;
+
     let of = |name: &str| {
         tables
             .iter()
@@ -177,4 +182,52 @@ async fn every_scenario_holds_on_citus() {
         assert_eq!(of(name).1, "h", "{name} hash-distributed");
         assert_eq!(of(name).2, of("post").2, "{name} colocated with post");
     }
+}
+
+/// The audit as the suite's role (the setting on) is clean; as a role without the setting it
+/// reports that the binding would never reach the workers, and the builder refuses to start.
+async fn audit_checks_the_binding_reaches_the_workers(admin: &DatabaseConnection) {
+    let plain = tenant::Rls::default().with_policy_form(tenant::PolicyForm::Plain);
+    let schema = tenant::TenantTables::new()
+        .tables(common::entities::tables())
+        .distributed()
+        .rls(plain.clone());
+    let url = citus_url();
+    let app = connect(&app_url(&url), 1).await;
+    let report = tenant::audit(&app, &schema).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+
+    for sql in [
+        format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{UNSET}') THEN \
+             CREATE ROLE {UNSET} LOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$"
+        ),
+        format!("GRANT USAGE ON SCHEMA public TO {UNSET}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {UNSET}"),
+    ] {
+        admin.execute_unprepared(&sql).await.unwrap();
+    }
+    let unset_url = app_url(&url).replace(APP_ROLE, UNSET);
+    let unset = connect(&unset_url, 1).await;
+    let report = tenant::audit(&unset, &schema).await.unwrap();
+    let kinds: Vec<_> = report.findings().iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [tenant::FindingKind::CitusBindingNotPropagated],
+        "{report}"
+    );
+    assert!(
+        report.findings()[0]
+            .fix
+            .contains("citus.propagate_set_commands = 'local'")
+    );
+    let refused = tenant::TenantDb::builder(unset_url)
+        .rls(plain)
+        .audit(&schema)
+        .connect()
+        .await;
+    assert!(
+        matches!(refused, Err(tenant::Error::Audit(_))),
+        "{refused:?}"
+    );
 }

@@ -1,17 +1,32 @@
 //! A real HTTP server on loopback for a service under test, and a client for it.
 
-/// Serves `service` on a loopback port; its base URL.
-pub async fn serve<S>(service: S) -> String
-where
+/// What axum can serve: a request-to-response service, cloned per connection.
+pub trait Servable:
+    tower_service::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Servable for S where
     S: tower_service::Service<
             axum::extract::Request,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
+            Future: Send,
         > + Clone
         + Send
-        + 'static,
-    S::Future: Send,
+        + 'static
 {
+}
+
+/// Serves `service` on a loopback port; its base URL.
+pub async fn serve(service: impl Servable) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -29,17 +44,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn new<S>(service: S) -> Self
-    where
-        S: tower_service::Service<
-                axum::extract::Request,
-                Response = axum::response::Response,
-                Error = std::convert::Infallible,
-            > + Clone
-            + Send
-            + 'static,
-        S::Future: Send,
-    {
+    pub async fn new(service: impl Servable) -> Self {
         let base = serve(service).await;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
@@ -54,27 +59,29 @@ impl Client {
         (status, response.text().await.unwrap())
     }
 
-    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = self.http.get(format!("{}{path}", self.base));
+    /// `method` on `path` with `headers`: the status and the body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         self.call(request).await
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        self.send(reqwest::Method::GET, path, headers).await
     }
 
     pub async fn delete(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = self.http.delete(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        self.call(request).await
+        self.send(reqwest::Method::DELETE, path, headers).await
     }
 
     pub async fn post(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut request = self.http.post(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        self.call(request).await
+        self.send(reqwest::Method::POST, path, headers).await
     }
 }

@@ -42,6 +42,10 @@ pub enum FindingKind {
     UniqueMissing,
     /// A declared tenant-consistent foreign key `(tenant, parent key)` is missing or differs.
     ForeignKeyMissing,
+    /// Citus is installed and the application role's sessions do not propagate `SET LOCAL` to
+    /// the workers (`citus.propagate_set_commands` is not `local`): the tenant binding never
+    /// reaches the shards, so every bound statement on a distributed table sees no rows.
+    CitusBindingNotPropagated,
     /// A unique index or exclusion constraint on a tenant table leaves out the tenant column (or,
     /// in an exclusion constraint, does not compare it with `=`): it is global across tenants, so
     /// its violations reveal other tenants' values.
@@ -424,6 +428,7 @@ mod pg {
                AND pg_has_role(current_user, r.oid, 'MEMBER') \
              ORDER BY r.rolname";
         setting_default(conn, rls, out).await?;
+        citus_propagation(conn, out).await?;
         let Some(row) = rows(conn, ROLE, Vec::new()).await?.into_iter().next() else {
             return Ok(());
         };
@@ -470,6 +475,34 @@ mod pg {
                 format!(
                     "`REVOKE {} FROM {q}` (or from the role that grants it to `{user}`)",
                     quote_ident(&role)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// On Citus, whether this role's `SET LOCAL` reaches the workers: only with
+    /// `citus.propagate_set_commands = 'local'` does the binding bind the shards' statements.
+    async fn citus_propagation<C: Conn>(conn: &C, out: &mut Vec<Finding>) -> Result<()> {
+        const CITUS: &str = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus'), \
+                   coalesce(current_setting('citus.propagate_set_commands', true), ''), \
+                   current_user::text";
+        let Some(row) = rows(conn, CITUS, Vec::new()).await?.into_iter().next() else {
+            return Ok(());
+        };
+        let citus: bool = row.try_get_by_index(0)?;
+        let value: String = row.try_get_by_index(1)?;
+        let user: String = row.try_get_by_index(2)?;
+        if citus && value != "local" {
+            out.push(Finding::new(
+                Kind::CitusBindingNotPropagated,
+                None,
+                format!(
+                    "Citus is installed and `citus.propagate_set_commands` is `{value}` for role `{user}`: the tenant binding (`SET LOCAL`) never reaches the workers, so every bound statement on a distributed table sees no rows"
+                ),
+                format!(
+                    "`ALTER ROLE {} SET citus.propagate_set_commands = 'local'`, then reconnect",
+                    quote_ident(&user)
                 ),
             ));
         }

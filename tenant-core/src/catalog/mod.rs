@@ -268,10 +268,7 @@ impl NewTenant {
         if let Some(domain) = &self.domain
             && !is_host_name(domain)
         {
-            return invalid(
-                "domain",
-                "must be a lowercase host name: labels of letters, digits and `-` joined by `.`, at most 253 characters",
-            );
+            return invalid("domain", DOMAIN_RULE);
         }
         match (self.tier, &self.schema_name, &self.database_ref) {
             (Tier::Shared, None, None)
@@ -292,6 +289,9 @@ impl NewTenant {
         }
     }
 }
+
+/// What a tenant's own domain must look like.
+const DOMAIN_RULE: &str = "must be a lowercase host name: labels of letters, digits and `-` joined by `.`, at most 253 characters";
 
 /// Whether `name` is a lowercase DNS host name: 1 to 63 letters, digits and hyphens per label
 /// (not at either end), labels joined by dots, at most 253 characters.
@@ -436,8 +436,14 @@ impl Catalog {
     ///
     /// [`Error::UnknownTenant`] when the catalog has no such tenant; the database's error.
     pub async fn set_status(&self, tenant: TenantId, status: TenantStatus) -> Result<()> {
+        self.set(tenant, entry::Column::Status, Expr::value(status))
+            .await
+    }
+
+    /// Sets one column of `tenant`'s entry, and drops what the cache knew of it.
+    async fn set(&self, tenant: TenantId, column: entry::Column, value: Expr) -> Result<()> {
         let done = entry::Entity::update_many()
-            .col_expr(entry::Column::Status, Expr::value(status))
+            .col_expr(column, value)
             .filter(entry::Column::Id.eq(uuid::Uuid::from(tenant)))
             .exec(&self.inner.conn)
             .await?;
@@ -460,22 +466,11 @@ impl Catalog {
         {
             return Err(Error::InvalidTenantEntry {
                 field: "domain",
-                reason: "must be a lowercase host name: labels of letters, digits and `-` joined by `.`, at most 253 characters",
+                reason: DOMAIN_RULE,
             });
         }
-        let done = entry::Entity::update_many()
-            .col_expr(
-                entry::Column::Domain,
-                Expr::value(domain.map(str::to_owned)),
-            )
-            .filter(entry::Column::Id.eq(uuid::Uuid::from(tenant)))
-            .exec(&self.inner.conn)
-            .await?;
-        self.invalidate(tenant);
-        if done.rows_affected == 0 {
-            return Err(Error::UnknownTenant { tenant });
-        }
-        Ok(())
+        let value = Expr::value(domain.map(str::to_owned));
+        self.set(tenant, entry::Column::Domain, value).await
     }
 
     /// A tenant's entry, read from the table now.

@@ -290,7 +290,17 @@ async fn open(url: &str, tweaks: &[Tweak]) -> Result<DatabaseConnection> {
     for tweak in tweaks {
         tweak(&mut options);
     }
-    Ok(Database::connect(options).await?)
+    Database::connect(options).await.map_err(tls_hint)
+}
+
+/// A TLS refusal of the server's certificate, told with what works: Citus (and any server with a
+/// self-generated certificate) presents one that rustls refuses under the default `sslmode`.
+fn tls_hint(error: sea_orm::DbErr) -> Error {
+    let text = error.to_string();
+    if text.contains("invalid peer certificate") || text.contains("UnsupportedCertVersion") {
+        return Error::TlsRefused { source: error };
+    }
+    Error::Db(error)
 }
 
 /// Refuses an RLS-mode connection whose role skips every policy.
@@ -325,4 +335,22 @@ async fn check_role(db: &TenantDb) -> Result<()> {
         role,
         right,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_certificate_names_what_works() {
+        let refused = sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+            "error communicating with database: invalid peer certificate: UnsupportedCertVersion"
+                .to_owned(),
+        ));
+        let error = tls_hint(refused);
+        assert!(matches!(error, Error::TlsRefused { .. }));
+        assert!(error.to_string().contains("sslmode=disable"), "{error}");
+        let other = sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal("refused".to_owned()));
+        assert!(matches!(tls_hint(other), Error::Db(_)));
+    }
 }
