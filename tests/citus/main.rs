@@ -146,8 +146,17 @@ async fn every_scenario_holds_on_citus() {
         .expect("a row");
     eprintln!("citus: {}", version.try_get::<String>("", "v").unwrap());
     prepare(&admin).await;
+    // The only test of this binary: its subscriber sees every notice sqlx passes on.
+    let notices = Notices::default();
+    tracing::subscriber::set_global_default(notices.clone()).expect("the only subscriber");
     crate::in_sequence!(on_sqlx; the_catalog_admits_active_tenants_only);
     crate::with_scenarios!(in_sequence(on_sqlx));
+    // `BEGIN` and the binding as two messages: no worker warns of a transaction in progress.
+    let warned = notices.matching("there is already a transaction in progress");
+    assert_eq!(
+        warned, 0,
+        "{warned} warnings of a transaction already in progress"
+    );
     crate::with_scenarios!(in_sequence(on_the_pipeline));
 
     // The tables really are distributed by tenant and colocated, and `plan` is a reference table.
@@ -230,4 +239,50 @@ async fn audit_checks_the_binding_reaches_the_workers(admin: &DatabaseConnection
         matches!(refused, Err(tenant::Error::Audit(_))),
         "{refused:?}"
     );
+}
+
+/// Counts the notices sqlx passes on from the server (`sqlx::postgres::notice`), by message.
+#[derive(Clone, Default)]
+struct Notices(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Notices {
+    fn matching(&self, needle: &str) -> usize {
+        let seen = self.0.lock().unwrap();
+        seen.iter().filter(|m| m.contains(needle)).count()
+    }
+}
+
+impl tracing::Subscriber for Notices {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "sqlx::postgres::notice"
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                let _ = write!(self.0, "{value:?} ");
+            }
+            fn record_str(&mut self, _: &tracing::field::Field, value: &str) {
+                self.0.push_str(value);
+                self.0.push(' ');
+            }
+        }
+        let mut text = String::new();
+        event.record(&mut Message(&mut text));
+        self.0.lock().unwrap().push(text);
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -280,6 +280,9 @@ impl TenantDb {
     /// Says that this handle's tables are in the distributed form
     /// ([`TenantTables::distributed`](crate::TenantTables::distributed), for Citus): a row's key
     /// is unique per tenant, so upserts find the row by `(tenant, key)` instead of the key alone.
+    /// Each bound unit also opens with `BEGIN` and its binding as two messages, the form Citus
+    /// runs without a warning from every worker (`there is already a transaction in progress`):
+    /// one round trip more on sqlx, none on the pipeline, which sends both at once.
     /// Without it, an upsert on such tables fails (`no unique or exclusion constraint matching
     /// the ON CONFLICT specification`); with it on tables of the standard form, it fails the
     /// same way unless the `(tenant, key)` unique the standard form also creates is there.

@@ -28,6 +28,8 @@ pub use connect::TenantDbBuilder;
 #[cfg(feature = "postgres")]
 pub use databases::{DatabaseTier, ResolveDatabase, ResolveError};
 pub use handle::{AssertUnscoped, TenantDb, TenantTxn};
+#[cfg(feature = "pipeline")]
+pub(crate) use placement::opening_messages;
 pub(crate) use unit::in_unit;
 pub use unit::{Exec, Unit};
 

@@ -102,7 +102,8 @@ impl PgUnit {
 
     async fn start(&mut self, begin: String) -> Result<(), sea_orm::sqlx::Error> {
         self.open = true;
-        let sql = || sea_orm::sqlx::AssertSqlSafe(begin.clone());
+        let (opening, binding) = super::placement::opening_messages(&begin);
+        let sql = || sea_orm::sqlx::AssertSqlSafe(opening.to_owned());
         match sea_orm::sqlx::raw_sql(sql()).execute(&mut **self).await {
             Ok(_) => {}
             // Raw SQL on this pooled connection abandoned a failed transaction, which refuses
@@ -114,6 +115,12 @@ impl PgUnit {
                 sea_orm::sqlx::raw_sql(sql()).execute(&mut **self).await?;
             }
             Err(err) => return Err(err),
+        }
+        // The split form (Citus): the binding as a message of its own, a round trip more.
+        if let Some(binding) = binding {
+            sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(binding.to_owned()))
+                .execute(&mut **self)
+                .await?;
         }
         self.begin = Some(begin);
         self.fresh = true;

@@ -104,6 +104,7 @@ impl TenantDb {
                     setting: tenant.map(|t| (rls.setting(), t)),
                     schema,
                     search_path: &self.search_path,
+                    split: self.distributed_keys,
                 };
                 (app()?, Some(bound.sql()))
             }
@@ -115,6 +116,7 @@ impl TenantDb {
                         setting: None,
                         schema: Some(schema),
                         search_path: &self.search_path,
+                        split: self.distributed_keys,
                     }
                     .sql()
                 }),
@@ -222,6 +224,22 @@ struct Bound<'a> {
     setting: Option<(&'a str, TenantId)>,
     schema: Option<&'a str>,
     search_path: &'a str,
+    /// `BEGIN` apart from the binding ([`SPLIT`]): for Citus, which answers the one-message
+    /// form with a warning from every worker.
+    split: bool,
+}
+
+/// Where an opening splits into two messages, `BEGIN` and the binding: the executors send them
+/// one after the other (in one round trip on the pipeline).
+pub(super) const SPLIT: &str = ";\n";
+
+/// The messages an opening is sent as: itself, or `BEGIN` and the binding.
+#[cfg(feature = "postgres")]
+pub(crate) fn opening_messages(opening: &str) -> (&str, Option<&str>) {
+    match opening.split_once(SPLIT) {
+        Some((begin, binding)) => (begin, Some(binding)),
+        None => (opening, None),
+    }
 }
 
 impl Bound<'_> {
@@ -234,7 +252,11 @@ impl Bound<'_> {
     /// tables are the ones its statements name.
     fn sql(&self) -> String {
         use std::fmt::Write as _;
-        let mut sql = String::from("BEGIN; ");
+        let mut sql = if self.split {
+            format!("BEGIN{SPLIT}")
+        } else {
+            String::from("BEGIN; ")
+        };
         // `TenantId` displays as a hyphenated UUID: hex digits and dashes only; the setting and
         // the schemas were validated as identifiers, and the own schema is quoted too.
         if let Some((setting, tenant)) = self.setting {
@@ -263,6 +285,7 @@ mod tests {
                 setting,
                 schema,
                 search_path,
+                split: false,
             }
             .sql()
         };
@@ -278,6 +301,34 @@ mod tests {
         assert_eq!(
             bound(None, Some("t_acme"), "public"),
             "BEGIN; SET LOCAL search_path = \"t_acme\", public, pg_temp"
+        );
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_split_binding_is_begin_then_the_binding() {
+        let id = TenantId::from(uuid::Uuid::from_u128(1));
+        // Split (Citus): `BEGIN` is a message of its own, the binding the next.
+        let split = Bound {
+            setting: Some(("app.tenant_id", id)),
+            schema: None,
+            search_path: "public",
+            split: true,
+        }
+        .sql();
+        assert_eq!(
+            opening_messages(&split),
+            (
+                "BEGIN",
+                Some(
+                    "SET LOCAL app.tenant_id = '00000000-0000-0000-0000-000000000001'; \
+                     SET LOCAL search_path = public, pg_temp"
+                )
+            )
+        );
+        assert_eq!(
+            opening_messages("BEGIN; SET LOCAL x = 1"),
+            ("BEGIN; SET LOCAL x = 1", None)
         );
     }
 }

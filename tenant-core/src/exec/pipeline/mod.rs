@@ -352,18 +352,35 @@ macro_rules! in_transaction {
     ($client:expr, $begin:expr, $statement:expr) => {
         match $begin {
             None => $statement.await.map_err(Refusal::from),
-            Some(begin) => {
-                let (opened, result, committed) = tokio::join!(
-                    $client.batch_execute(begin),
-                    $statement,
-                    $client.batch_execute("COMMIT"),
-                );
-                opened.map_err(Refusal::from).and_then(|()| {
-                    let value = result?;
-                    committed?;
-                    Ok(value)
-                })
-            }
+            Some(begin) => match $crate::exec::opening_messages(begin) {
+                (opening, None) => {
+                    let (opened, result, committed) = tokio::join!(
+                        $client.batch_execute(opening),
+                        $statement,
+                        $client.batch_execute("COMMIT"),
+                    );
+                    opened.map_err(Refusal::from).and_then(|()| {
+                        let value = result?;
+                        committed?;
+                        Ok(value)
+                    })
+                }
+                // The split form (Citus): `BEGIN` and the binding as two messages, still
+                // issued together, so still one round trip.
+                (opening, Some(binding)) => {
+                    let (opened, bound, result, committed) = tokio::join!(
+                        $client.batch_execute(opening),
+                        $client.batch_execute(binding),
+                        $statement,
+                        $client.batch_execute("COMMIT"),
+                    );
+                    opened.and(bound).map_err(Refusal::from).and_then(|()| {
+                        let value = result?;
+                        committed?;
+                        Ok(value)
+                    })
+                }
+            },
         }
     };
 }
