@@ -156,12 +156,7 @@ fn api(db: &TenantDb) -> Router {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_claim_resolves_by_id_or_slug_and_the_handler_runs_in_that_tenant() {
     let f = fixture().await;
-    let service = Resolver::new()
-        .header("x-tenant")
-        .catalog(f.catalog.clone())
-        .wrap(api(&f.db))
-        .unwrap();
-    let client = Client::new(service).await;
+    let client = with_catalog(&f, Resolver::new().header("x-tenant")).await;
     let (acme, globex) = (f.acme.to_string(), f.globex.to_string());
 
     // One kept-alive connection, the tenant alternating: each request is its own tenant's.
@@ -229,12 +224,7 @@ async fn a_header_claim_resolves_by_id_or_slug_and_the_handler_runs_in_that_tena
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_has_its_status_and_a_reason_that_names_no_tenant() {
     let f = fixture().await;
-    let service = Resolver::new()
-        .header("x-tenant")
-        .catalog(f.catalog.clone())
-        .wrap(api(&f.db))
-        .unwrap();
-    let client = Client::new(service).await;
+    let client = with_catalog(&f, Resolver::new().header("x-tenant")).await;
     let (suspended, offboarded, provisioning) = (
         f.suspended.to_string(),
         f.offboarded.to_string(),
@@ -282,13 +272,11 @@ async fn every_refusal_has_its_status_and_a_reason_that_names_no_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subdomain_or_a_custom_domain_names_the_tenant_and_lookalike_hosts_do_not() {
     let f = fixture().await;
-    let service = Resolver::new()
-        .subdomain("example.test")
-        .custom_domain()
-        .catalog(f.catalog.clone())
-        .wrap(api(&f.db))
-        .unwrap();
-    let client = Client::new(service).await;
+    let client = with_catalog(
+        &f,
+        Resolver::new().subdomain("example.test").custom_domain(),
+    )
+    .await;
     let acme = f.acme.to_string();
     for host in [
         "acme.example.test",
@@ -330,13 +318,7 @@ async fn a_subdomain_or_a_custom_domain_names_the_tenant_and_lookalike_hosts_do_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_that_disagree_are_refused() {
     let f = fixture().await;
-    let service = Resolver::new()
-        .header("x-tenant")
-        .custom_domain()
-        .catalog(f.catalog.clone())
-        .wrap(api(&f.db))
-        .unwrap();
-    let client = Client::new(service).await;
+    let client = with_catalog(&f, Resolver::new().header("x-tenant").custom_domain()).await;
     let host = ("host", "app.acme.test");
     assert_eq!(
         client.get("/whoami", &[host, ("x-tenant", "acme")]).await.0,
@@ -379,6 +361,15 @@ async fn a_path_segment_names_the_tenant_without_a_catalog_by_id_only() {
     );
 }
 
+/// `api` behind `resolver` with the fixture's catalog, served; a client for it.
+async fn with_catalog(f: &Fixture, resolver: Resolver) -> Client {
+    let service = resolver
+        .catalog(f.catalog.clone())
+        .wrap(api(&f.db))
+        .unwrap();
+    Client::new(service).await
+}
+
 /// A signed token with the claim `tenant_id` = `tenant` (and whatever `extra` adds).
 fn token(secret: &[u8], tenant: &str, exp_from_now: i64, extra: &[(&str, &str)]) -> String {
     let now = i64::try_from(
@@ -404,13 +395,13 @@ fn token(secret: &[u8], tenant: &str, exp_from_now: i64, extra: &[(&str, &str)])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verified_token_is_the_tenant_and_a_forged_claim_of_another_is_403() {
     let f = fixture().await;
-    let service = Resolver::new()
-        .authenticate(Jwt::hs256(SECRET).unwrap())
-        .header("x-tenant")
-        .catalog(f.catalog.clone())
-        .wrap(api(&f.db))
-        .unwrap();
-    let client = Client::new(service).await;
+    let client = with_catalog(
+        &f,
+        Resolver::new()
+            .authenticate(Jwt::hs256(SECRET).unwrap())
+            .header("x-tenant"),
+    )
+    .await;
     let (acme, globex) = (f.acme.to_string(), f.globex.to_string());
     let bearer = format!("Bearer {}", token(SECRET, &acme, 600, &[]));
     let auth = ("authorization", bearer.as_str());
