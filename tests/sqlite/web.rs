@@ -561,3 +561,25 @@ fn a_resolver_that_cannot_resolve_is_refused_at_start_up() {
         })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subdomain_base_that_is_no_host_name_is_refused_at_start_up() {
+    let f = fixture().await;
+    for base in ["bad base", "Example.com/", "a..b"] {
+        let wrapped = Resolver::new()
+            .subdomain("example.com")
+            .subdomain(base)
+            .catalog(f.catalog.clone())
+            .wrap(Router::<()>::new());
+        assert!(
+            matches!(
+                wrapped,
+                Err(Error::InvalidSetting {
+                    setting: "tenant resolver subdomain base",
+                    ..
+                })
+            ),
+            "{base}: {wrapped:?}"
+        );
+    }
+}

@@ -248,10 +248,13 @@ impl Resolver {
                 });
             }
         }
-        if let Some(base) = self.claims.iter().find_map(|c| match c {
+        let bases = self.claims.iter().filter_map(|c| match c {
             Claim::Subdomain(base) => Some(base),
             _ => None,
-        }) && !crate::catalog::is_host_name(base)
+        });
+        if bases
+            .into_iter()
+            .any(|base| !crate::catalog::is_host_name(base))
         {
             return Err(Error::InvalidSetting {
                 setting: "tenant resolver subdomain base",
