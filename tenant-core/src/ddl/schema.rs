@@ -38,18 +38,30 @@ enum Keys {
     Distributed,
 }
 
-/// The statements for `E` on `backend`; parents named in `known` are referenced
-/// tenant-consistently (see [`TenantTables`]).
-fn entity_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableStatements {
-    statements_with_keys::<E>(backend, known, Keys::Standard)
+impl Keys {
+    fn of(distributed: bool) -> Self {
+        if distributed {
+            Self::Distributed
+        } else {
+            Self::Standard
+        }
+    }
 }
 
-/// [`entity_statements`] in the distributed form.
-fn distributed_statements<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableStatements {
-    statements_with_keys::<E>(backend, known, Keys::Distributed)
+/// The relations of `E` that make a foreign key, each with its parent table's name.
+fn foreign_keys<E: Tenancy>() -> impl Iterator<Item = (sea_orm::RelationDef, String)> {
+    E::Relation::iter()
+        .map(|relation| relation.def())
+        .filter(|rel| !rel.is_owner && !rel.skip_fk)
+        .map(|rel| {
+            let parent = table_ref_name(&rel.to_tbl);
+            (rel, parent)
+        })
 }
 
-fn statements_with_keys<E: Tenancy>(
+/// The statements for `E` on `backend` with its keys laid out as `keys` says; parents named in
+/// `known` are referenced tenant-consistently (see [`TenantTables`]).
+fn entity_statements<E: Tenancy>(
     backend: DbBackend,
     known: &[Table],
     keys: Keys,
@@ -67,12 +79,7 @@ fn statements_with_keys<E: Tenancy>(
     if let Some(tenant) = E::tenant_column() {
         // A child that belongs to a tenant-scoped parent references `(tenant, key)`, so that a
         // row can only point at a parent of its own tenant; SeaORM's plain key stays beside it.
-        for relation in E::Relation::iter() {
-            let rel = relation.def();
-            if rel.is_owner || rel.skip_fk {
-                continue;
-            }
-            let parent_name = table_ref_name(&rel.to_tbl);
+        for (rel, parent_name) in foreign_keys::<E>() {
             let Some(parent_tenant) = known
                 .iter()
                 .find(|t| t.name == parent_name)
@@ -172,12 +179,7 @@ fn distributed_table<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableCr
         }
     }
     table.primary_key(key.primary());
-    for relation in E::Relation::iter() {
-        let rel = relation.def();
-        if rel.is_owner || rel.skip_fk {
-            continue;
-        }
-        let parent = table_ref_name(&rel.to_tbl);
+    for (rel, parent) in foreign_keys::<E>() {
         let global_parent = known
             .iter()
             .any(|t| t.name == parent && t.tenant_column.is_none());
@@ -191,12 +193,7 @@ fn distributed_table<E: Tenancy>(backend: DbBackend, known: &[Table]) -> TableCr
 /// Why `E` cannot be distributed among `known` (parents first), if it cannot.
 fn distribution_refusal<E: Tenancy>(known: &[Table]) -> Option<String> {
     let name = E::default().table_name();
-    for relation in E::Relation::iter() {
-        let rel = relation.def();
-        if rel.is_owner || rel.skip_fk {
-            continue;
-        }
-        let parent = table_ref_name(&rel.to_tbl);
+    for (_, parent) in foreign_keys::<E>() {
         let Some(found) = known.iter().find(|t| t.name == parent) else {
             return Some(format!(
                 "`{name}` references `{parent}`, which is not in this `TenantTables`: add it (parents first), or mark the relation `skip_fk`"
@@ -222,7 +219,7 @@ fn table_ref_name(table: &sea_orm::sea_query::TableRef) -> String {
 /// The statements for `E` alone on `backend`: the table, its tenant column, and the
 /// tenant-leading keys. For references to tenant-scoped parents, use [`TenantTables`].
 pub fn table_statements<E: Tenancy>(backend: DbBackend) -> TableStatements {
-    entity_statements::<E>(backend, &[])
+    entity_statements::<E>(backend, &[], Keys::Standard)
 }
 
 /// What one table of a [`TenantTables`] must look like in the live database: the objects its
@@ -284,12 +281,7 @@ pub struct ExpectedPolicy {
 
 impl ExpectedTable {
     fn of(t: &Table, tables: &[Table], rls: Option<&Rls>, distributed: bool) -> Self {
-        let statements = if distributed {
-            t.distributed
-        } else {
-            t.statements
-        };
-        let s = statements(DbBackend::Postgres, tables);
+        let s = (t.statements)(DbBackend::Postgres, tables, Keys::of(distributed));
         let indexes = s
             .indexes
             .iter()
@@ -376,8 +368,7 @@ fn split_parenthesised(s: &str) -> Option<(&str, &str)> {
 pub struct Table {
     name: &'static str,
     tenant_column: Option<&'static str>,
-    statements: fn(DbBackend, &[Table]) -> TableStatements,
-    distributed: fn(DbBackend, &[Table]) -> TableStatements,
+    statements: fn(DbBackend, &[Table], Keys) -> TableStatements,
     refusal: fn(&[Table]) -> Option<String>,
     policies: fn(&Rls) -> Vec<String>,
 }
@@ -409,7 +400,6 @@ pub fn table<E: Tenancy>() -> Table {
         name: E::default().table_name(),
         tenant_column: E::tenant_column().map(|c| c.as_str()),
         statements: entity_statements::<E>,
-        distributed: distributed_statements::<E>,
         refusal: distribution_refusal::<E>,
         policies: Rls::policy_statements::<E>,
     }
@@ -552,12 +542,7 @@ impl TenantTables {
     }
 
     fn statements_of(&self, t: &Table, backend: DbBackend) -> Vec<Statement> {
-        let statements = if self.distributed {
-            t.distributed
-        } else {
-            t.statements
-        };
-        let s = statements(backend, &self.tables);
+        let s = (t.statements)(backend, &self.tables, Keys::of(self.distributed));
         let mut out = vec![backend.build(&s.table)];
         out.extend(s.indexes.iter().map(|i| backend.build(i)));
         if self.distributed && backend == DbBackend::Postgres {
