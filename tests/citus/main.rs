@@ -14,11 +14,16 @@
 // Tests plant and inspect rows behind the library's back with SeaORM's own entry points.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "../support/attacks.rs"]
+mod attacks;
 #[path = "../common/mod.rs"]
 mod common;
 
 use common::Env;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+
+/// Operations of each stress run on the cluster, as on one PostgreSQL.
+const STRESS: usize = 10_000;
 
 /// The application role the suite creates on the cluster.
 const APP_ROLE: &str = "tenant_citus_app";
@@ -92,6 +97,46 @@ async fn fresh(pipeline: bool) -> Env {
     }
 }
 
+/// A handle whose application pool (and pipeline, with `pipeline`) has one connection, with the
+/// workers as its nodes: the attacks check that no backend there is left in a transaction.
+async fn one_connection(pipeline: bool) -> Env {
+    let url = citus_url();
+    let raw = connect(&url, 1).await;
+    let app_url = app_url(&url);
+    let app = connect(&app_url, 1).await;
+    let mut env = Env::new_distributed(app, raw, true, Box::new(())).await;
+    env.raw
+        .execute_unprepared("TRUNCATE post_tag, comment, tag, post, plan CASCADE")
+        .await
+        .expect("empty the tables");
+    env.nodes = workers(&env.raw).await;
+    if pipeline {
+        env.with_pipeline(&app_url, 1)
+    } else {
+        env
+    }
+}
+
+/// Superuser connections to each worker of the cluster.
+async fn workers(coordinator: &DatabaseConnection) -> Vec<DatabaseConnection> {
+    let rows = coordinator
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT nodename::text AS host, nodeport AS port FROM pg_dist_node \
+             WHERE noderole = 'primary' AND groupid <> 0 ORDER BY nodeport",
+        ))
+        .await
+        .expect("the workers");
+    let mut nodes = Vec::new();
+    for row in rows {
+        let host: String = row.try_get("", "host").unwrap();
+        let port: i32 = row.try_get("", "port").unwrap();
+        nodes.push(connect(&format!("postgres://postgres@{host}:{port}/postgres"), 1).await);
+    }
+    assert!(nodes.len() >= 2, "a cluster of two workers at least");
+    nodes
+}
+
 async fn on_sqlx() -> Env {
     fresh(false).await
 }
@@ -151,6 +196,10 @@ async fn every_scenario_holds_on_citus() {
     tracing::subscriber::set_global_default(notices.clone()).expect("the only subscriber");
     crate::in_sequence!(on_sqlx; the_catalog_admits_active_tenants_only);
     crate::with_scenarios!(in_sequence(on_sqlx));
+    // One pooled connection, on the coordinator and every worker: nothing left behind by an
+    // operation dropped at any poll, nor by thousands of mixed, cancelled and panicking ones.
+    attacks::cancel_at_every_poll(&one_connection(false).await, "Citus, sqlx").await;
+    attacks::stress(&one_connection(false).await, "Citus, sqlx", STRESS).await;
     // `BEGIN` and the binding as two messages: no worker warns of a transaction in progress.
     let warned = notices.matching("there is already a transaction in progress");
     assert_eq!(
@@ -158,6 +207,19 @@ async fn every_scenario_holds_on_citus() {
         "{warned} warnings of a transaction already in progress"
     );
     crate::with_scenarios!(in_sequence(on_the_pipeline));
+    attacks::cancel_at_every_poll(&one_connection(true).await, "Citus, pipeline").await;
+    attacks::stress(&one_connection(true).await, "Citus, pipeline", STRESS).await;
+
+    // Raw SQL past the library, and session state left on the pooled connection.
+    attacks::raw_sql_through_the_escape_hatch_is_confined_by_row_level_security(&on_sqlx().await)
+        .await;
+    attacks::session_objects_on_the_pooled_connection_capture_nothing(&one_connection(false).await)
+        .await;
+    attacks::a_transaction_left_open_or_aborted_by_raw_sql_does_not_reach_the_next_rls_unit(
+        &one_connection(false).await,
+    )
+    .await;
+    scoped_operations_go_to_one_shard_and_raw_sql_to_all_sees_one_tenant(&notices).await;
 
     // The tables really are distributed by tenant and colocated, and `plan` is a reference table.
     let rows = admin
@@ -250,6 +312,34 @@ impl Notices {
         let seen = self.0.lock().unwrap();
         seen.iter().filter(|m| m.contains(needle)).count()
     }
+
+    /// How many notices were seen so far.
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// The commands sent to a worker (`citus.log_remote_commands`) since `mark` that name a
+    /// shard of a table (`public.<table>_<shard id>`): one per task.
+    fn shard_commands_since(&self, mark: usize) -> Vec<String> {
+        let seen = self.0.lock().unwrap();
+        seen[mark..]
+            .iter()
+            .filter(|m| m.contains("issuing") && names_a_shard(m))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Whether `command` names a shard: `public.` then a name ending in `_` and six digits or more.
+fn names_a_shard(command: &str) -> bool {
+    command.match_indices("public.").any(|(at, _)| {
+        let name: String = command[at + "public.".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        name.rsplit_once('_')
+            .is_some_and(|(_, id)| id.len() >= 6 && id.bytes().all(|b| b.is_ascii_digit()))
+    })
 }
 
 impl tracing::Subscriber for Notices {
@@ -285,4 +375,147 @@ impl tracing::Subscriber for Notices {
     fn enter(&self, _: &tracing::span::Id) {}
 
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Every scoped operation names its tenant, so Citus routes it to the one shard group holding
+/// the tenant's rows: one task, seen in the commands the coordinator sends to the workers
+/// (`citus.log_remote_commands`). Raw SQL through the escape hatch that does not name the
+/// tenant goes to every shard, and the policy still returns the bound tenant's rows alone.
+async fn scoped_operations_go_to_one_shard_and_raw_sql_to_all_sees_one_tenant(notices: &Notices) {
+    use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QuerySelect};
+    use tenant::TenantRepo;
+
+    use common::entities::{comment, plan, post};
+
+    let url = citus_url();
+    let raw = connect(&url, 1).await;
+    // The session settings ride on the connection string: the handle's own connection logs.
+    let logged = format!(
+        "{}?options=-c%20citus.log_remote_commands%3Don%20-c%20client_min_messages%3Dlog",
+        app_url(&url)
+    );
+    let env = Env::new_distributed(connect(&logged, 1).await, raw, true, Box::new(())).await;
+    env.raw
+        .execute_unprepared("TRUNCATE post_tag, comment, tag, post, plan CASCADE")
+        .await
+        .unwrap();
+    let s = env.seed().await;
+    let db = &env.db;
+    let acme = *env.acme.as_uuid();
+
+    one_task(&env, notices, "get by id", async {
+        let row = post::Entity::find_by_id(s.acme[0]).one(db).await.unwrap();
+        assert_eq!(row.unwrap().tenant_id, acme);
+    })
+    .await;
+    one_task(&env, notices, "a page", async {
+        let rows = post::Entity::find().limit(50).all(db).await.unwrap();
+        assert_eq!(rows.len(), 2);
+    })
+    .await;
+    one_task(&env, notices, "count", async {
+        assert_eq!(post::Entity::find().count(db).await.unwrap(), 2);
+    })
+    .await;
+    one_task(&env, notices, "a join of colocated tables", async {
+        let rows = comment::Entity::find()
+            .find_also_related(post::Entity)
+            .all(db)
+            .await
+            .unwrap();
+        assert!(
+            rows.iter()
+                .all(|(_, p)| p.as_ref().unwrap().tenant_id == acme)
+        );
+    })
+    .await;
+    one_task(&env, notices, "insert", async {
+        TenantRepo::<post::Entity>::new(db)
+            .insert(common::new_post("routed"))
+            .await
+            .unwrap();
+    })
+    .await;
+    one_task(&env, notices, "update by id", async {
+        let am = post::ActiveModel {
+            id: Set(s.acme[1]),
+            views: Set(3),
+            ..Default::default()
+        };
+        TenantRepo::<post::Entity>::new(db)
+            .update(am)
+            .await
+            .unwrap();
+    })
+    .await;
+    one_task(&env, notices, "delete many", async {
+        let gone = post::Entity::delete_many()
+            .filter(post::Column::Slug.eq("routed"))
+            .exec(db)
+            .await
+            .unwrap();
+        assert_eq!(gone, 1);
+    })
+    .await;
+    // A reference table is read from one replica, the coordinator's own when it holds one.
+    let mark = notices.len();
+    let plans = tenant::scope(env.acme, plan::Entity::find().all(db)).await;
+    assert_eq!(plans.unwrap().len(), 1);
+    let tasks = notices.shard_commands_since(mark);
+    assert!(tasks.len() <= 1, "a reference table: {tasks:#?}");
+    raw_sql_naming_no_tenant_asks_every_shard_and_sees_one(&env, notices).await;
+}
+
+/// Runs `op` in acme's scope: the coordinator sent one command naming a shard.
+async fn one_task(env: &Env, notices: &Notices, what: &str, op: impl Future<Output = ()>) {
+    let mark = notices.len();
+    tenant::scope(env.acme, op).await;
+    let tasks = notices.shard_commands_since(mark);
+    assert_eq!(tasks.len(), 1, "{what}: one task, not {tasks:#?}");
+}
+
+/// Raw SQL naming no tenant, in a unit bound to acme: every shard asked, acme's rows only.
+async fn raw_sql_naming_no_tenant_asks_every_shard_and_sees_one(env: &Env, notices: &Notices) {
+    use sea_orm::TransactionTrait;
+    use tenant::AssertUnscoped;
+
+    let acme = *env.acme.as_uuid();
+    let shards: i64 = env
+        .raw
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM pg_dist_shard WHERE logicalrelid = 'post'::regclass",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    let hatch = env
+        .db
+        .unscoped(&AssertUnscoped::new("test: raw SQL without the tenant"));
+    let mark = notices.len();
+    let txn = hatch.begin().await.unwrap();
+    txn.execute_unprepared(&format!("SET LOCAL app.tenant_id = '{acme}'"))
+        .await
+        .unwrap();
+    let rows = txn
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT tenant_id FROM post",
+        ))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let tasks = notices.shard_commands_since(mark);
+    assert_eq!(
+        i64::try_from(tasks.len()).unwrap(),
+        shards,
+        "every shard of post asked: {tasks:#?}"
+    );
+    let owners: Vec<uuid::Uuid> = rows
+        .iter()
+        .map(|r| r.try_get("", "tenant_id").unwrap())
+        .collect();
+    assert_eq!(owners, [acme, acme], "acme's rows alone");
 }

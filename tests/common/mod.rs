@@ -43,6 +43,9 @@ pub struct Env {
     pub places: Vec<(TenantId, Place)>,
     /// Whether the tables are in the distributed form: keys unique per tenant only.
     pub distributed_keys: bool,
+    /// Superuser connections to the servers behind `db`'s (a Citus cluster's workers), where
+    /// no backend of another role may be left in a transaction either.
+    pub nodes: Vec<DatabaseConnection>,
     /// What keeps the databases alive (and drops them after a passing test).
     keep: Box<dyn Any + Send + Sync>,
 }
@@ -320,6 +323,7 @@ impl Env {
             pipeline: None,
             places: Vec::new(),
             distributed_keys: false,
+            nodes: Vec::new(),
             keep,
         }
     }

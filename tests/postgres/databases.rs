@@ -12,9 +12,10 @@ use tenant::catalog::{Catalog, NewTenant, TenantStatus};
 use tenant::{DatabaseTier, Error, TenantDb, TenantId, TenantRepo};
 use uuid::Uuid;
 
+use crate::attacks::cancel_at_every_poll;
 use crate::common::entities::{self, post};
 use crate::common::{Env, TenantDatabase, TestUrls, Tiers, new_post};
-use crate::pooled::{app_backends, cancel_at_every_poll};
+use crate::pooled::app_backends;
 use crate::rls::one_connection_env;
 
 /// A handle in RLS mode whose catalog puts `n` tenants on databases of their own, under `tier`

@@ -10,6 +10,8 @@ compile_error!(
     "the PostgreSQL suite needs the `postgres` and `pipeline` features: run `cargo test --workspace --all-features`"
 );
 
+#[path = "../support/attacks.rs"]
+mod attacks;
 mod audit;
 #[path = "../common/mod.rs"]
 mod common;

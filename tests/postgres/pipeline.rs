@@ -126,7 +126,7 @@ async fn a_pipelined_read_runs_inside_its_tenant_binding() {
         );
     })
     .await;
-    crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+    crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
 }
 
 /// A read dropped after its messages were sent, while PostgreSQL is still running its statement:
@@ -179,7 +179,7 @@ async fn a_read_cancelled_mid_flight_leaves_no_transaction_nor_tenant() {
         want.sort();
         assert_eq!(ids, want, "round {round}: the next read is globex's alone");
     }
-    crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+    crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
 }
 
 /// An entity the pipeline cannot decode: a newtype field, which has no tokio-postgres decoding

@@ -86,7 +86,7 @@ async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
     env.raw_post(s.globex[1]).await;
     assert_eq!(env.raw_posts().await, 4, "the seeded two of each tenant");
     if rls {
-        crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+        crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
     }
 }
 
@@ -152,7 +152,7 @@ async fn a_refused_pipelined_write_reports_seaorms_error() {
         })
         .await;
         if rls {
-            crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+            crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
         }
     }
 }
@@ -190,7 +190,7 @@ async fn a_refused_commit_leaves_nothing_written() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 1, "the second insert is not written");
-    crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+    crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
 }
 
 /// An entity with SeaORM hooks, each of which does what the row's `note` says.
@@ -339,7 +339,7 @@ async fn hooks_keep_their_semantics(rls: bool) {
     })
     .await;
     if rls {
-        crate::rls::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
+        crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
     }
 }
 
@@ -391,7 +391,7 @@ async fn a_write_dropped_in_its_after_save_hook_has_committed_and_leaves_nothing
             "round {round}: pipelined"
         );
         // The next statement on the pipeline is outside any transaction, unbound.
-        crate::rls::assert_no_binding_on_pipeline(pipeline).await;
+        crate::attacks::assert_no_binding_on_pipeline(pipeline).await;
         let (rows, n) = pipelined(
             &env,
             tenant::scope(env.globex, post::Entity::find().all(&env.db)),

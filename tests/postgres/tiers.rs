@@ -11,9 +11,9 @@ use tenant::catalog::{NewTenant, TenantStatus};
 use tenant::{Error, FindingKind, TenantId, TenantRepo};
 use uuid::Uuid;
 
+use crate::attacks::cancel_at_every_poll;
 use crate::common::entities::{self, post};
 use crate::common::{Env, Tiers, new_post};
-use crate::pooled::cancel_at_every_poll;
 use crate::rls::{one_connection_env, pgbouncer};
 
 /// Both tenants on schemas of their own, the application pool of one connection, with a
