@@ -87,6 +87,8 @@ pub mod __private {
     pub use crate::__pg_decoder as pg_decoder;
     pub use crate::context::Access;
     pub use crate::exec::{Exec, Unit};
+    pub use crate::scope::TenantTable;
+    pub use inventory;
     pub use sea_orm;
     pub use uuid;
 
@@ -110,7 +112,8 @@ pub mod __private {
         Scoped::new(<E as EntityTrait>::find_by_id(id))
     }
 
-    /// `Model::find_related(..)` for a declared entity.
+    /// `Model::find_related(..)` for a declared entity. Through a junction (many-to-many)
+    /// that is tenant-scoped, the junction is joined on the tenant column as well.
     #[expect(
         clippy::disallowed_methods,
         reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
@@ -118,10 +121,22 @@ pub mod __private {
     pub fn find_related<M, R>(model: &M, r: R) -> Scoped<Select<R>>
     where
         M: ModelTrait,
-        M::Entity: Related<R>,
+        M::Entity: Related<R> + Tenancy,
         R: Tenancy,
     {
-        Scoped::new(ModelTrait::find_related(model, r))
+        use crate::scope::junction;
+        use sea_orm::{JoinType, QueryFilter, QuerySelect};
+        let Some(via) = <M::Entity as Related<R>>::via() else {
+            return Scoped::new(ModelTrait::find_related(model, r));
+        };
+        // SeaORM's `Related::find_related`, with the junction in the model's tenant.
+        let to = junction::to_in_tenant::<R>(<M::Entity as Related<R>>::to(), &via);
+        let via = junction::via_in_tenant::<M::Entity>(via);
+        Scoped::new(
+            R::find()
+                .join_join_rev(JoinType::InnerJoin, to, Some(via))
+                .belongs_to(model),
+        )
     }
 
     /// `Entity::update_many()` for a tenant-scoped entity.

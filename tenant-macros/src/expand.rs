@@ -234,6 +234,11 @@ fn impls(
                 const TENANT_COLUMN: Column = Column::#variant;
             }
 
+            // The table and its tenant column, for joins through it as a many-to-many junction.
+            #root::__private::inventory::submit! {
+                #root::__private::TenantTable::of(&Entity)
+            }
+
             #asserts
 
             #reads

@@ -147,11 +147,7 @@ async fn on_the_pipeline() -> Env {
 
 /// Scenarios Citus refuses today, and why: each must still fail (so that a fix shows up here),
 /// and none may pass silently.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "many_to_many_through_the_junction_is_scoped",
-    "the junction of `find_with_related` through `via()` is joined on the keys only, not on \
-     the tenant column: Citus refuses the join (complex joins need the distribution column)",
-)];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// Runs each scenario in turn on a fresh handle from `$setup`.
 #[macro_export]
@@ -385,7 +381,7 @@ async fn scoped_operations_go_to_one_shard_and_raw_sql_to_all_sees_one_tenant(no
     use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QuerySelect};
     use tenant::TenantRepo;
 
-    use common::entities::{comment, plan, post};
+    use common::entities::{comment, plan, post, tag};
 
     let url = citus_url();
     let raw = connect(&url, 1).await;
@@ -455,6 +451,15 @@ async fn scoped_operations_go_to_one_shard_and_raw_sql_to_all_sees_one_tenant(no
             .await
             .unwrap();
         assert_eq!(gone, 1);
+    })
+    .await;
+    one_task(&env, notices, "many-to-many through the junction", async {
+        let rows = post::Entity::find()
+            .find_with_related(tag::Entity)
+            .all(db)
+            .await
+            .unwrap();
+        assert_eq!(rows.iter().map(|(_, tags)| tags.len()).sum::<usize>(), 1);
     })
     .await;
     // A reference table is read from one replica, the coordinator's own when it holds one.

@@ -1241,6 +1241,22 @@ pub async fn many_to_many_through_the_junction_is_scoped(env: &Env) {
         .build(backend),
     )
     .await;
+    // And a globex junction row linking acme's `world` to acme's tag: a relation acme never
+    // made, which the junction's own tenant column keeps out of acme's reads.
+    let acme_tag = tenant::scope(env.acme, tag::Entity::find().one(&env.db))
+        .await
+        .unwrap()
+        .unwrap();
+    env.plant(
+        env.globex,
+        <post_tag::Entity as EntityTrait>::insert(post_tag::ActiveModel {
+            post_id: Set(s.acme[1]),
+            tag_id: Set(acme_tag.id),
+            tenant_id: Set(tid(env.globex)),
+        })
+        .build(backend),
+    )
+    .await;
     tenant::scope(env.acme, async {
         let rows = post::Entity::find()
             .find_with_related(tag::Entity)
@@ -1250,6 +1266,26 @@ pub async fn many_to_many_through_the_junction_is_scoped(env: &Env) {
         let tags: Vec<_> = rows.iter().flat_map(|(_, ts)| ts).collect();
         assert_eq!(tags.len(), 1, "{tags:?}");
         assert_eq!(tags[0].tenant_id, tid(env.acme));
+        let world = rows.iter().find(|(p, _)| p.id == s.acme[1]).unwrap();
+        assert!(world.1.is_empty(), "globex's junction row: {world:?}");
+        let world = world.0.clone();
+        assert!(
+            world
+                .find_related(tag::Entity)
+                .all(&env.db)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let repo = TenantRepo::<post::Entity>::new(&env.db);
+        assert!(
+            repo.find_related(&world, tag::Entity)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let loaded = repo.load_many(&[world], tag::Entity).await.unwrap();
+        assert!(loaded[0].is_empty(), "globex's junction row: {loaded:?}");
         let hello = post::Entity::find_by_id(s.acme[0])
             .one(&env.db)
             .await

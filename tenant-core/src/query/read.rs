@@ -92,7 +92,12 @@ where
 {
     use sea_orm::LoaderTrait;
     let plan = Plan::of::<R, C>(conn, "load")?;
-    let select = plan.apply(crate::__private::find::<R>().into_inner());
+    let mut select = plan.apply(crate::__private::find::<R>().into_inner());
+    // Many-to-many: SeaORM joins the junction to `R`; it joins on the tenant column too.
+    if let Some(cond) = E::via().and_then(|via| crate::scope::junction::loader_condition::<R>(&via))
+    {
+        select = sea_orm::QueryFilter::filter(select, cond);
+    }
     in_unit!(plan, conn, |exec| models.load_many(select, exec))
 }
 

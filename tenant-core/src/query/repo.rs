@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
-    ActiveModelBehavior, EntityTrait, IntoActiveModel, ModelTrait, PrimaryKeyTrait, QueryFilter,
-    Related, Select, SelectTwo, SelectTwoMany,
+    ActiveModelBehavior, EntityTrait, IntoActiveModel, PrimaryKeyTrait, QueryFilter, Related,
+    Select, SelectTwo, SelectTwoMany,
 };
 
 use super::read::Paginator;
@@ -166,16 +166,14 @@ where
     }
 
     /// The rows of `R` related to `model`, in the current tenant.
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "SeaORM's builder for a scoped read; the tenant predicate is added here"
-    )]
     pub async fn find_related<R>(&self, model: &ModelOf<E>, r: R) -> Result<Vec<R::Model>>
     where
         R: Tenancy,
         E: Related<R>,
     {
-        Scoped::new(model.find_related(r)).all(&self.conn).await
+        crate::__private::find_related(model, r)
+            .all(&self.conn)
+            .await
     }
 
     /// Each row with its related `R` row of the same tenant (`LEFT JOIN`).

@@ -342,7 +342,11 @@ impl<E: Tenancy> Scoped<Select<E>> {
         let unscoped_join = self.unscoped_join;
         let mut select = self.query;
         if let Some(via) = E::via() {
-            select = QuerySelect::join(select, join, via);
+            select = QuerySelect::join(
+                select,
+                join,
+                crate::scope::junction::via_in_tenant::<E>(via),
+            );
         }
         let mut rel = E::to();
         if let Some(r_col) = R::tenant_column() {
