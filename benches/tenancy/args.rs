@@ -12,12 +12,16 @@ usage: cargo bench --all-features --bench tenancy -- [options]
   --ops N            measured operations per cell, i.e. per
                      (implementation, operation, T, C)         [20000]
   --rounds N         interleaved blocks each cell is split in  [20]
-  --backend LIST     postgres, sqlite                          [postgres,sqlite]
+  --backend LIST     postgres, sqlite, citus (only when named:
+                     the Citus cluster of CITUS_URL)           [postgres,sqlite]
   --impls LIST       sqlx, seaorm, repo, repo-pipe, rls,
                      rls-pipe, sqlx-txn; and, only when named,
+                     sqlx-set-local (`sqlx-txn` binding with SET
+                     LOCAL; on Citus it replaces `sqlx-txn`),
                      repo-catalog (`repo` with a tenant catalog),
                      schema-rls, schema-rls-pipe (`rls` with every
-                     tenant on a schema of its own)            [all]
+                     tenant on a schema of its own; the last three
+                     not on Citus)                             [all]
   --only LIST        get, page, count, write (= insert, update
                      and delete)                               [all]
   --threads N        tokio worker threads of the client; 0: one thread
@@ -41,7 +45,11 @@ usage: cargo bench --all-features --bench tenancy -- [options]
   --help             this text
 
 With DATABASE_URL (a superuser URL) the PostgreSQL runs use that server; otherwise a
-throwaway cluster is started from the installed initdb/pg_ctl, like the tests do.";
+throwaway cluster is started from the installed initdb/pg_ctl, like the tests do.
+
+`--backend citus` needs CITUS_URL, a superuser URL of a Citus coordinator's database, such as
+CITUS_URL=$(../shared/citus/cluster.sh url): the table `item` is created there in the
+distributed form (and any earlier `item` dropped), then dropped at the end.";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -166,9 +174,10 @@ impl Args {
                     let backend = match b.trim() {
                         "postgres" | "pg" | "postgresql" => Backend::Postgres,
                         "sqlite" => Backend::Sqlite,
+                        "citus" => Backend::Citus,
                         other => {
                             return Err(format!(
-                                "unknown backend `{other}`; expected `postgres` or `sqlite`"
+                                "unknown backend `{other}`; expected `postgres`, `sqlite` or `citus`"
                             ));
                         }
                     };
@@ -213,6 +222,12 @@ impl Args {
             },
             quick,
         };
+        if args.mode != Mode::Measure && args.backends.contains(&Backend::Citus) {
+            return Err(
+                "`--statements` and `--fleet` run on the throwaway PostgreSQL, not on Citus"
+                    .to_owned(),
+            );
+        }
         if let Mode::Fleet { databases, cap } = args.mode
             && (databases == 0 || cap == 0)
         {

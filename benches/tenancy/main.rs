@@ -1,12 +1,14 @@
 //! What tenancy costs: the same operations on the same data through raw sqlx, plain SeaORM,
 //! `TenantRepo` (app-level), RLS mode, and hand-written raw sqlx with `set_config`, on a
-//! throwaway PostgreSQL (started like the tests' one) and on SQLite.
+//! throwaway PostgreSQL (started like the tests' one) and on SQLite; and, when asked for, on a
+//! Citus cluster, the table distributed by tenant (`set_config` replaced by `SET LOCAL` there).
 //!
 //! ```sh
 //! cargo bench --all-features --bench tenancy                  # the full run of BENCHMARKS.md
 //! cargo bench --all-features --bench tenancy -- --quick       # a few hundred operations: does it still work?
 //! cargo bench --all-features --bench tenancy -- --help        # every option
 //! cargo bench --all-features --bench tenancy -- --fleet 1000 --cap 50 --workers 16 --ops 20000
+//! CITUS_URL=$(../shared/citus/cluster.sh url) cargo bench --all-features --bench tenancy -- --backend citus
 //! ```
 //!
 //! Prints markdown tables (ops/s, p50, p99 per operation and the ratio to plain SeaORM) on

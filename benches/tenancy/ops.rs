@@ -32,6 +32,11 @@ pub(crate) enum Imp {
     /// Raw sqlx: `BEGIN`, `SELECT set_config('app.tenant_id', $1, true)`, the statement of
     /// [`Imp::Sqlx`], `COMMIT`, each awaited.
     SqlxTxn,
+    /// [`Imp::SqlxTxn`] binding with `SET LOCAL app.tenant_id = '..'`, a message of its own after
+    /// `BEGIN`: the form Citus propagates to its workers (with `citus.propagate_set_commands =
+    /// 'local'`), where it never propagates `set_config`. Run on Citus in place of
+    /// [`Imp::SqlxTxn`]; on PostgreSQL only when named.
+    SqlxSetLocal,
     /// [`Imp::Repo`] on the pipelined executor (`TenantDb::with_pipeline`).
     RepoPipe,
     /// [`Imp::Rls`] on the pipelined executor.
@@ -60,7 +65,7 @@ impl Imp {
     ];
 
     /// Every implementation, the opt-in ones too: the order of the report's rows.
-    pub(crate) const EVERY: [Imp; 10] = [
+    pub(crate) const EVERY: [Imp; 11] = [
         Imp::Sqlx,
         Imp::SeaOrm,
         Imp::Repo,
@@ -71,6 +76,7 @@ impl Imp {
         Imp::SchemaRls,
         Imp::SchemaRlsPipe,
         Imp::SqlxTxn,
+        Imp::SqlxSetLocal,
     ];
 
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
@@ -80,6 +86,7 @@ impl Imp {
             "repo" | "app" => Imp::Repo,
             "rls" => Imp::Rls,
             "sqlx-txn" => Imp::SqlxTxn,
+            "sqlx-set-local" => Imp::SqlxSetLocal,
             "repo-pipe" | "app-pipe" => Imp::RepoPipe,
             "rls-pipe" => Imp::RlsPipe,
             "repo-catalog" => Imp::RepoCatalog,
@@ -87,7 +94,7 @@ impl Imp {
             "schema-rls-pipe" => Imp::SchemaRlsPipe,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`"
                 ));
             }
         })
@@ -101,6 +108,7 @@ impl Imp {
             Imp::Repo => "TenantRepo (app)",
             Imp::Rls => "RLS mode",
             Imp::SqlxTxn => "sqlx BEGIN+set_config",
+            Imp::SqlxSetLocal => "sqlx BEGIN+SET LOCAL",
             Imp::RepoPipe => "TenantRepo (app), pipeline",
             Imp::RlsPipe => "RLS mode, pipeline",
             Imp::RepoCatalog => "TenantRepo (app), catalog",
@@ -115,6 +123,7 @@ impl Imp {
             self,
             Imp::Rls
                 | Imp::SqlxTxn
+                | Imp::SqlxSetLocal
                 | Imp::RepoPipe
                 | Imp::RlsPipe
                 | Imp::SchemaRls
@@ -214,7 +223,8 @@ pub(crate) enum Raw {
     Postgres {
         /// A role with `BYPASSRLS`: what the non-RLS implementations connect as.
         plain: PgPool,
-        /// `tenant_app`, subject to the policies: RLS mode and [`Imp::SqlxTxn`].
+        /// `tenant_app` (on Citus a role of its own), subject to the policies: RLS mode and the
+        /// hand-written transactions.
         app: PgPool,
     },
     Sqlite(SqlitePool),
@@ -235,8 +245,8 @@ pub(crate) struct Target {
     pub(crate) repo_pipe: Option<TenantDb>,
     /// `rls` with a pipeline of its own connections as the app role (PostgreSQL only).
     pub(crate) rls_pipe: Option<TenantDb>,
-    /// `repo` with a tenant catalog in which every tenant is active and cached.
-    pub(crate) repo_catalog: TenantDb,
+    /// `repo` with a tenant catalog in which every tenant is active and cached (not on Citus).
+    pub(crate) repo_catalog: Option<TenantDb>,
     /// RLS mode over the app role's pool, with a catalog putting every tenant in a schema of its
     /// own, without and with a pipeline (PostgreSQL, when asked for).
     pub(crate) schema_rls: Option<(TenantDb, TenantDb)>,
@@ -257,7 +267,13 @@ impl Target {
             (Imp::Sqlx, Raw::Sqlite(pool)) => sqlite_statement(pool, op, key).await?,
             (Imp::SeaOrm, _) => orm(&self.orm, op, key).await?,
             (Imp::Repo, _) => repo(&self.repo, op, key).await?,
-            (Imp::RepoCatalog, _) => repo(&self.repo_catalog, op, key).await?,
+            (Imp::RepoCatalog, _) => {
+                let db = self
+                    .repo_catalog
+                    .as_ref()
+                    .ok_or("no tenant catalog on this backend")?;
+                repo(db, op, key).await?
+            }
             (Imp::Rls, _) => {
                 let db = self.rls.as_ref().ok_or("RLS mode needs PostgreSQL")?;
                 repo(db, op, key).await?
@@ -284,7 +300,10 @@ impl Target {
                 repo(if imp == Imp::SchemaRls { sqlx } else { piped }, op, key).await?
             }
             (Imp::SqlxTxn, Raw::Postgres { app, .. }) => pg_set_config(app, op, key).await?,
-            (Imp::SqlxTxn, Raw::Sqlite(_)) => return Err("sqlx-txn needs PostgreSQL".into()),
+            (Imp::SqlxSetLocal, Raw::Postgres { app, .. }) => pg_set_local(app, op, key).await?,
+            (Imp::SqlxTxn | Imp::SqlxSetLocal, Raw::Sqlite(_)) => {
+                return Err("the hand-written RLS transactions need PostgreSQL".into());
+            }
         };
         self.check(imp, op, key, &outcome)
     }
@@ -449,6 +468,21 @@ async fn pg_set_config(pool: &PgPool, op: Op, key: &Key) -> Result<Outcome> {
         .bind(key.tenant.to_string())
         .execute(&mut *txn)
         .await?;
+    let outcome = pg_statement(&mut *txn, op, key).await?;
+    txn.commit().await?;
+    Ok(outcome)
+}
+
+/// [`pg_set_config`] binding with `SET LOCAL`, sent as a message of its own (a setting takes no
+/// bind parameter: the id is written into the statement, a UUID's text is safe there).
+async fn pg_set_local(pool: &PgPool, op: Op, key: &Key) -> Result<Outcome> {
+    let mut txn = pool.begin().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL app.tenant_id = '{}'",
+        key.tenant
+    )))
+    .execute(&mut *txn)
+    .await?;
     let outcome = pg_statement(&mut *txn, op, key).await?;
     txn.commit().await?;
     Ok(outcome)

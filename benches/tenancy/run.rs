@@ -15,7 +15,8 @@ use crate::setup::{self, timed};
 
 pub(crate) async fn main(args: &Args) -> Result<()> {
     if args.mode == Mode::Statements {
-        return statements(args).await;
+        // Boxed: the future is larger than clippy's limit for the stack.
+        return Box::pin(statements(args)).await;
     }
     if let Mode::Fleet { databases, cap } = args.mode {
         return crate::fleet::main(args, databases, cap).await;
@@ -25,7 +26,19 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
         cells: BTreeMap::new(),
         postgres_version: None,
         sqlite_version: None,
+        citus_version: None,
         notes: Vec::new(),
+    };
+    // Checked first: a wrong CITUS_URL should not wait for the other backends' runs.
+    let citus = if args.backends.contains(&Backend::Citus) {
+        let citus = setup::Citus::connect().await?;
+        results.citus_version = Some(citus.description.clone());
+        results
+            .notes
+            .extend(implementations(args, Backend::Citus).1);
+        Some(citus)
+    } else {
+        None
     };
     let _qos = if args.cpu_qos {
         let held = cpu_latency_qos();
@@ -66,7 +79,11 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
                             .await?;
                         measure(args, backend, &data, workers, target, &mut results).await?;
                     }
-                    seeded.admin.close().await;
+                    seeded.finish().await?;
+                }
+                Backend::Citus => {
+                    let citus = citus.as_ref().ok_or("Citus was not connected")?;
+                    on_citus(args, citus, &data, &mut results).await?;
                 }
                 Backend::Sqlite => {
                     let seeded = timed("seed", setup::sqlite_seed(&data)).await?;
@@ -89,6 +106,30 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Every cell of one data set on Citus; the table is dropped afterwards, whether or not the
+/// measurement failed.
+async fn on_citus(
+    args: &Args,
+    citus: &setup::Citus,
+    data: &DataSet,
+    results: &mut Results,
+) -> Result<()> {
+    let seeded = timed("seed", setup::citus_seed(citus, data)).await?;
+    let measured = async {
+        for &workers in &args.workers {
+            let target = seeded
+                .target(data, workers, args.ping_on_acquire, false)
+                .await?;
+            measure(args, Backend::Citus, data, workers, target, results).await?;
+        }
+        Ok::<_, crate::BoxError>(())
+    }
+    .await;
+    let finished = seeded.finish().await;
+    measured?;
+    finished
+}
+
 /// Every cell of one data set at one concurrency.
 async fn measure(
     args: &Args,
@@ -100,12 +141,7 @@ async fn measure(
 ) -> Result<()> {
     let start = Instant::now();
     let target = Arc::new(target);
-    let imps: Vec<Imp> = args
-        .impls
-        .iter()
-        .copied()
-        .filter(|imp| backend == Backend::Postgres || !imp.postgres_only())
-        .collect();
+    let imps = implementations(args, backend).0;
     let per_block = args.ops / args.rounds;
     let run = Runner {
         target: &target,
@@ -147,6 +183,55 @@ async fn measure(
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The implementations of `args` that run on `backend`, and what the report should say about
+/// the ones Citus runs differently or not at all.
+fn implementations(args: &Args, backend: Backend) -> (Vec<Imp>, Vec<String>) {
+    match backend {
+        Backend::Postgres => (args.impls.clone(), Vec::new()),
+        Backend::Sqlite => (
+            args.impls
+                .iter()
+                .copied()
+                .filter(|imp| !imp.postgres_only())
+                .collect(),
+            Vec::new(),
+        ),
+        Backend::Citus => {
+            let mut imps = Vec::new();
+            let mut notes = Vec::new();
+            for &imp in &args.impls {
+                match imp {
+                    Imp::SqlxTxn => {
+                        if !args.impls.contains(&Imp::SqlxSetLocal) {
+                            imps.push(Imp::SqlxSetLocal);
+                        }
+                        notes.push(format!(
+                            "Citus: `{}` replaced by `{}` (`SET LOCAL app.tenant_id = ..` as a \
+                             message of its own after `BEGIN`): Citus never propagates \
+                             `set_config` to the workers, which would see no rows",
+                            Imp::SqlxTxn.name(),
+                            Imp::SqlxSetLocal.name()
+                        ));
+                    }
+                    Imp::RepoCatalog => notes.push(format!(
+                        "Citus: `{}` not run: the catalog costs the client what it costs on \
+                         PostgreSQL, and its table would go in the coordinator's database, \
+                         beside other users' tables",
+                        imp.name()
+                    )),
+                    Imp::SchemaRls | Imp::SchemaRlsPipe => notes.push(format!(
+                        "Citus: `{}` not run: a schema per tenant is the alternative to a table \
+                         distributed by tenant, not a form of it",
+                        imp.name()
+                    )),
+                    _ => imps.push(imp),
+                }
+            }
+            (imps, notes)
+        }
+    }
 }
 
 struct Runner<'a> {
@@ -255,9 +340,10 @@ async fn statements(args: &Args) -> Result<()> {
         rows: args.rows,
     };
     let seeded = setup::pg_seed(&data).await?;
+    let db = seeded.database().ok_or("not a fresh database")?;
     sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(format!(
         "ALTER DATABASE \"{}\" SET log_min_duration_statement = 0",
-        seeded.db.name
+        db.name
     )))
     .execute(&seeded.admin)
     .await?;
@@ -269,7 +355,7 @@ async fn statements(args: &Args) -> Result<()> {
         .target(&data, 1, args.ping_on_acquire, schemas)
         .await?;
     // Sessions read the setting when they start: the markers need a connection of their own.
-    let markers = sea_orm::sqlx::PgPool::connect(&seeded.db.admin_url).await?;
+    let markers = sea_orm::sqlx::PgPool::connect(&db.admin_url).await?;
     let marker = |text: String| {
         let admin = markers.clone();
         async move {

@@ -6,6 +6,11 @@
 //! `tenant_bench_plain`, a role like `tenant_app` but with `BYPASSRLS`, so PostgreSQL plans their
 //! statements without the policy, as on a table without RLS. Every implementation reads the same
 //! pages of the same table, so none is favoured by what happens to be cached.
+//!
+//! Citus: the same table in the distributed form (keys `(tenant_id, id)`, distributed by
+//! `tenant_id`, the policy without a subquery) in the database `CITUS_URL` names, the RLS role
+//! [`CITUS_APP_ROLE`] with `citus.propagate_set_commands = 'local'` so that `SET LOCAL` reaches
+//! the workers, and the same plain role.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -15,10 +20,12 @@ use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sea_orm::sqlx::{self, ConnectOptions as _, PgPool, QueryBuilder};
+use sea_orm::sqlx::{
+    self, ConnectOptions as _, Connection as _, PgConnection, PgPool, QueryBuilder,
+};
 use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
 use tenant::catalog::{Catalog, NewTenant, TenantStatus};
-use tenant::{Pipeline, Rls, TenantDb, TenantId, TenantTables};
+use tenant::{Pipeline, PolicyForm, Rls, TenantDb, TenantId, TenantTables};
 
 use crate::Result;
 use crate::data::{DataSet, Row};
@@ -29,19 +36,37 @@ use crate::pg;
 /// The role the non-RLS implementations connect as (see the module docs).
 pub(crate) const PLAIN_ROLE: &str = "tenant_bench_plain";
 
+/// The RLS role on Citus: like `tenant_app`, with `citus.propagate_set_commands = 'local'`.
+pub(crate) const CITUS_APP_ROLE: &str = "tenant_bench_citus_app";
+
+/// Tenants whose bound read the Citus setup check tries (each its own transaction).
+const CITUS_CHECKED_TENANTS: u64 = 16;
+
 /// Rows per `INSERT` while seeding.
 const PG_BATCH: usize = 10_000;
 const SQLITE_BATCH: usize = 500;
 
-/// One seeded PostgreSQL database.
+/// One seeded PostgreSQL database, or the table on a Citus coordinator.
 #[derive(Debug)]
 pub(crate) struct PgData {
-    /// Dropped (with the database) when this is dropped.
-    pub(crate) db: pg::TestDb,
+    home: Home,
     pub(crate) admin: PgPool,
+    /// The role the policies apply to: RLS mode and the hand-written transactions.
+    app_url: String,
     pub(crate) plain_url: String,
     /// Every tenant's copy of `item` in a schema of its own, provisioned when first asked for.
     schemas: tokio::sync::OnceCell<SchemaTier>,
+}
+
+/// Where a PostgreSQL data set is.
+#[derive(Debug)]
+enum Home {
+    /// A fresh database of the throwaway (or `DATABASE_URL`) server, dropped (with the database)
+    /// when this is dropped.
+    Database(pg::TestDb),
+    /// The database of `CITUS_URL` on a Citus coordinator: it cannot cheaply create databases,
+    /// so the bench's table is made there and dropped by [`PgData::finish`].
+    Citus,
 }
 
 /// The schema tier of a data set: a schema per tenant (`t0`, `t1`, ..) holding its rows, and the
@@ -71,86 +96,322 @@ pub(crate) async fn pg_version(admin: &PgPool) -> Result<String> {
     Ok(v)
 }
 
+/// A pool of one connection, for setup.
+async fn one_connection(url: &str) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pg_options(url)?)
+        .await?)
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".to_owned();
+    };
+    match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// A fresh database with the table, the policy, the roles' grants and the data set.
 pub(crate) async fn pg_seed(data: &DataSet) -> Result<PgData> {
     let db = pg::fresh_database().await;
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(pg_options(&db.admin_url)?)
-        .await?;
+    let admin = one_connection(&db.admin_url).await?;
     let owner = SqlxPostgresConnector::from_sqlx_postgres_pool(admin.clone());
     TenantTables::new()
         .table::<item::Entity>()
         .rls(Rls::default())
         .create(&owner)
         .await?;
-    // Like `tenant_app` (tests/support/postgres.rs), plus BYPASSRLS. Re-asserted every time so
-    // a pre-existing role cannot be different.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DO $$ BEGIN \
-             CREATE ROLE {PLAIN_ROLE} LOGIN PASSWORD '{PLAIN_ROLE}'; \
-         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
-         END $$; \
-         ALTER ROLE {PLAIN_ROLE} LOGIN PASSWORD '{PLAIN_ROLE}' \
-             NOSUPERUSER BYPASSRLS NOCREATEDB NOCREATEROLE; \
-         GRANT USAGE ON SCHEMA public TO {PLAIN_ROLE}; \
-         GRANT SELECT, INSERT, UPDATE, DELETE ON item TO {PLAIN_ROLE};"
-    )))
-    .execute(&admin)
-    .await?;
-
-    let mut batch = Columns::with_capacity(PG_BATCH);
-    for row in data.rows_in_order() {
-        batch.push(row);
-        if batch.len() == PG_BATCH {
-            batch.insert_pg(&admin).await?;
-        }
-    }
-    if batch.len() > 0 {
-        batch.insert_pg(&admin).await?;
-    }
-    // Statistics for the planner and a visibility map for index-only counts, as autovacuum
-    // would have made them on a table that has been in use.
-    sqlx::raw_sql("VACUUM (ANALYZE) item")
-        .execute(&admin)
-        .await?;
-
-    let plain_url = with_user(&db.app_url, PLAIN_ROLE, PLAIN_ROLE)?;
+    create_role(&admin, PLAIN_ROLE, true).await?;
+    seed_rows(&admin, data).await?;
     let seeded = PgData {
-        db,
+        plain_url: with_user(&db.app_url, PLAIN_ROLE, PLAIN_ROLE)?,
+        app_url: db.app_url.clone(),
+        home: Home::Database(db),
         admin,
-        plain_url,
         schemas: tokio::sync::OnceCell::new(),
     };
     seeded.check_roles(data).await?;
     Ok(seeded)
 }
 
+/// A login role like `tenant_app` (tests/support/postgres.rs), with `BYPASSRLS` when `bypass`,
+/// allowed to read and write `item`. Re-asserted every time so that a pre-existing role cannot
+/// be different. On Citus the coordinator propagates all of it to the workers.
+async fn create_role(admin: &PgPool, role: &str, bypass: bool) -> Result<()> {
+    let bypass = if bypass { "BYPASSRLS" } else { "NOBYPASSRLS" };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DO $$ BEGIN \
+             CREATE ROLE {role} LOGIN PASSWORD '{role}'; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; \
+         END $$; \
+         ALTER ROLE {role} LOGIN PASSWORD '{role}' \
+             NOSUPERUSER {bypass} NOCREATEDB NOCREATEROLE; \
+         GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON item TO {role};"
+    )))
+    .execute(admin)
+    .await?;
+    Ok(())
+}
+
+/// The data set, by `INSERT .. SELECT FROM UNNEST(..)` in batches, then `VACUUM (ANALYZE)`.
+async fn seed_rows(admin: &PgPool, data: &DataSet) -> Result<()> {
+    let mut batch = Columns::with_capacity(PG_BATCH);
+    for row in data.rows_in_order() {
+        batch.push(row);
+        if batch.len() == PG_BATCH {
+            batch.insert_pg(admin).await?;
+        }
+    }
+    if batch.len() > 0 {
+        batch.insert_pg(admin).await?;
+    }
+    // Statistics for the planner and a visibility map for index-only counts, as autovacuum
+    // would have made them on a table that has been in use.
+    sqlx::raw_sql("VACUUM (ANALYZE) item")
+        .execute(admin)
+        .await?;
+    Ok(())
+}
+
+/// A Citus coordinator, from `CITUS_URL`, checked before anything is measured.
+#[derive(Debug)]
+pub(crate) struct Citus {
+    url: String,
+    /// Citus's and PostgreSQL's versions and the workers, for the report.
+    pub(crate) description: String,
+}
+
+impl Citus {
+    /// `CITUS_URL`'s server, if it is a Citus coordinator.
+    pub(crate) async fn connect() -> Result<Self> {
+        let url = std::env::var("CITUS_URL")
+            .ok()
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .ok_or(
+                "`--backend citus` needs CITUS_URL, a superuser URL of a Citus coordinator's \
+                 database (the bench makes and drops its table `item` there), such as \
+                 CITUS_URL=$(../shared/citus/cluster.sh url)",
+            )?;
+        let shown = redact(&url);
+        // One connection, not a pool: a pool retries until its timeout and then hides why.
+        let mut admin = PgConnection::connect_with(&pg_options(&url)?)
+            .await
+            .map_err(|e| format!("CITUS_URL ({shown}): cannot connect: {e}"))?;
+        let checked = async {
+            let (citus, coordinator): (String, bool) =
+                sqlx::query_as("SELECT citus_version(), citus_is_coordinator()")
+                    .fetch_one(&mut admin)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "CITUS_URL ({shown}) is not a Citus coordinator: \
+                             `SELECT citus_version()` failed: {e}"
+                        )
+                    })?;
+            if !coordinator {
+                return Err(format!(
+                    "CITUS_URL ({shown}) is a node of a Citus cluster but not its coordinator"
+                )
+                .into());
+            }
+            let (server, workers): (String, i64) = sqlx::query_as(
+                "SELECT current_setting('server_version'), \
+                 (SELECT count(*) FROM pg_dist_node \
+                  WHERE noderole = 'primary' AND isactive AND groupid <> 0)",
+            )
+            .fetch_one(&mut admin)
+            .await?;
+            let citus = citus.split(" on ").next().unwrap_or(&citus).to_owned();
+            Ok::<_, crate::BoxError>(format!(
+                "{citus} on PostgreSQL {server}, a coordinator and {workers} worker{}",
+                if workers == 1 { "" } else { "s" }
+            ))
+        }
+        .await;
+        admin.close().await?;
+        Ok(Self {
+            description: checked?,
+            url,
+        })
+    }
+}
+
+/// The RLS settings of the tables on Citus, which refuses policies with a subquery.
+fn citus_rls() -> Rls {
+    Rls::default().with_policy_form(PolicyForm::Plain)
+}
+
+/// The bench's table, with the policy, the roles and the data set, in the distributed form on
+/// the Citus coordinator; an earlier run's table is dropped first.
+pub(crate) async fn citus_seed(citus: &Citus, data: &DataSet) -> Result<PgData> {
+    let admin = one_connection(&citus.url).await?;
+    let owner = SqlxPostgresConnector::from_sqlx_postgres_pool(admin.clone());
+    let seeded = PgData {
+        app_url: with_user(&citus.url, CITUS_APP_ROLE, CITUS_APP_ROLE)?,
+        plain_url: with_user(&citus.url, PLAIN_ROLE, PLAIN_ROLE)?,
+        home: Home::Citus,
+        admin,
+        schemas: tokio::sync::OnceCell::new(),
+    };
+    seeded.drop_tables().await?;
+    // `.distributed()`: keys `(tenant_id, id)` and `create_distributed_table` by `tenant_id`.
+    TenantTables::new()
+        .table::<item::Entity>()
+        .distributed()
+        .rls(citus_rls())
+        .create(&owner)
+        .await?;
+    create_role(&seeded.admin, PLAIN_ROLE, true).await?;
+    create_role(&seeded.admin, CITUS_APP_ROLE, false).await?;
+    // Without it `SET LOCAL` stays on the coordinator and the workers see no tenant.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER ROLE {CITUS_APP_ROLE} SET citus.propagate_set_commands = 'local'"
+    )))
+    .execute(&seeded.admin)
+    .await?;
+    seed_rows(&seeded.admin, data).await?;
+    seeded.check_roles(data).await?;
+    Ok(seeded)
+}
+
 impl PgData {
+    /// Whether this is the table on a Citus coordinator.
+    fn citus(&self) -> bool {
+        matches!(self.home, Home::Citus)
+    }
+
+    /// The role the policies apply to.
+    fn app_role(&self) -> &str {
+        match self.home {
+            Home::Database(_) => pg::cluster().app_role(),
+            Home::Citus => CITUS_APP_ROLE,
+        }
+    }
+
+    /// The fresh database, unless on Citus.
+    pub(crate) fn database(&self) -> Option<&pg::TestDb> {
+        match &self.home {
+            Home::Database(db) => Some(db),
+            Home::Citus => None,
+        }
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        sqlx::raw_sql("DROP TABLE IF EXISTS item CASCADE")
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the table on Citus (a fresh database goes with its `TestDb`) and closes the owner's
+    /// pool.
+    pub(crate) async fn finish(self) -> Result<()> {
+        let dropped = if self.citus() {
+            self.drop_tables().await
+        } else {
+            Ok(())
+        };
+        self.admin.close().await;
+        dropped
+    }
+
     /// Proves the setup: the app role sees nothing without a bound tenant, the plain role sees
-    /// everything.
+    /// everything; on Citus also that the table is distributed and that a bound read sees the
+    /// tenant's rows, which it only does when the binding reaches the worker holding them.
     async fn check_roles(&self, data: &DataSet) -> Result<()> {
         let count = |url: String| async move {
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(pg_options(&url)?)
-                .await?;
+            let pool = one_connection(&url).await?;
             let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM item")
                 .fetch_one(&pool)
                 .await?;
             pool.close().await;
             Ok::<_, crate::BoxError>(u64::try_from(n)?)
         };
-        let app = count(self.db.app_url.clone()).await?;
+        let app = count(self.app_url.clone()).await?;
         let plain = count(self.plain_url.clone()).await?;
         if app != 0 || plain != data.tenants * data.rows {
             return Err(format!(
-                "setup is wrong: `tenant_app` sees {app} rows without a tenant (want 0), \
+                "setup is wrong: `{}` sees {app} rows without a tenant (want 0), \
                  `{PLAIN_ROLE}` sees {plain} (want {})",
+                self.app_role(),
                 data.tenants * data.rows
             )
             .into());
         }
+        if self.citus() {
+            self.check_citus(data).await?;
+        }
+        Ok(())
+    }
+
+    /// `item` has shards, and bound to each of the first tenants in turn, the app role counts
+    /// exactly that tenant's rows over every shard (no tenant filter: every worker is asked).
+    async fn check_citus(&self, data: &DataSet) -> Result<()> {
+        let (shards, nodes): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT (nodename, nodeport)) FROM citus_shards \
+             WHERE table_name = 'item'::regclass",
+        )
+        .fetch_one(&self.admin)
+        .await?;
+        if shards == 0 {
+            return Err(
+                "setup is wrong: `item` is not distributed (no shards in `citus_shards`): \
+                 is the citus extension installed in CITUS_URL's database?"
+                    .into(),
+            );
+        }
+        let role = self.app_role();
+        let app = one_connection(&self.app_url).await?;
+        let checked = data.tenants.min(CITUS_CHECKED_TENANTS);
+        for t in 0..checked {
+            let tenant = data.tenant(t);
+            let mut txn = app.begin().await?;
+            // `BEGIN` and `SET LOCAL` as two messages, as Citus needs them.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SET LOCAL app.tenant_id = '{tenant}'"
+            )))
+            .execute(&mut *txn)
+            .await?;
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM item")
+                .fetch_one(&mut *txn)
+                .await?;
+            txn.rollback().await?;
+            if u64::try_from(n)? != data.rows {
+                app.close().await;
+                return Err(format!(
+                    "setup is wrong: bound to tenant {tenant}, `{role}` sees {n} rows (want {}): \
+                     the binding does not reach the worker holding them; is \
+                     `citus.propagate_set_commands` 'local' for `{role}`?",
+                    data.rows
+                )
+                .into());
+            }
+        }
+        app.close().await;
+        let tenants: Vec<_> = (0..checked).map(|t| data.tenant(t)).collect();
+        let (on,): (i64,) = sqlx::query_as(
+            "SELECT count(DISTINCT (nodename, nodeport)) FROM citus_shards \
+             WHERE table_name = 'item'::regclass AND shardid IN \
+                 (SELECT get_shard_id_for_distribution_column('item', t) \
+                  FROM unnest($1::uuid[]) AS t)",
+        )
+        .bind(tenants)
+        .fetch_one(&self.admin)
+        .await?;
+        eprintln!(
+            "  Citus: `item` in {shards} shards on {nodes} nodes; bound to each of {checked} \
+             tenants (on {on} nodes), `{role}` saw its {} rows",
+            data.rows
+        );
         Ok(())
     }
 
@@ -173,13 +434,21 @@ impl PgData {
                 .await?;
             Ok::<_, crate::BoxError>(pool)
         };
+        let citus = self.citus();
         let plain = pool(self.plain_url.clone()).await?;
-        let app = pool(self.db.app_url.clone()).await?;
+        let app = pool(self.app_url.clone()).await?;
         let orm = SqlxPostgresConnector::from_sqlx_postgres_pool(plain.clone());
-        let rls = TenantDb::with_rls(
+        let mut repo = TenantDb::new(orm.clone());
+        let mut rls = TenantDb::with_rls(
             SqlxPostgresConnector::from_sqlx_postgres_pool(app.clone()),
-            Rls::default(),
+            if citus { citus_rls() } else { Rls::default() },
         )?;
+        if citus {
+            // Keys per tenant (upsert targets), and each RLS unit's `BEGIN` and `SET LOCAL`
+            // as two messages, which Citus needs.
+            repo = repo.with_distributed_keys();
+            rls = rls.with_distributed_keys();
+        }
         // The pipelines' connections are made up front, like the sqlx pools' `min_connections`.
         let pipeline = |url: String| async move {
             let pipeline = Pipeline::connect(&url, workers)?;
@@ -188,11 +457,12 @@ impl PgData {
             drop(clients);
             Ok::<_, crate::BoxError>(pipeline)
         };
-        let repo_pipe =
-            TenantDb::new(orm.clone()).with_pipeline(pipeline(self.plain_url.clone()).await?)?;
+        let repo_pipe = repo
+            .clone()
+            .with_pipeline(pipeline(self.plain_url.clone()).await?)?;
         let rls_pipe = rls
             .clone()
-            .with_pipeline(pipeline(self.db.app_url.clone()).await?)?;
+            .with_pipeline(pipeline(self.app_url.clone()).await?)?;
         let schema_rls = if schemas {
             let tier = self
                 .schemas
@@ -201,16 +471,23 @@ impl PgData {
             let db = rls.clone().with_catalog(tier.catalog.clone());
             let piped = db
                 .clone()
-                .with_pipeline(pipeline(self.db.app_url.clone()).await?)?;
+                .with_pipeline(pipeline(self.app_url.clone()).await?)?;
             Some((db, piped))
         } else {
             None
         };
+        // The catalog's table would share the coordinator's database with whatever else uses
+        // it, and what the catalog costs is on the client: not on Citus.
+        let repo_catalog = if citus {
+            None
+        } else {
+            Some(with_catalog(&orm, data, Some(&self.admin)).await?)
+        };
         Ok(Target {
             schema_rls,
             raw: Raw::Postgres { plain, app },
-            repo_catalog: with_catalog(&orm, data, Some(&self.admin)).await?,
-            repo: TenantDb::new(orm.clone()),
+            repo_catalog,
+            repo,
             orm,
             rls: Some(rls),
             repo_pipe: Some(repo_pipe),
@@ -422,7 +699,7 @@ impl SqliteData {
         let orm = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
         Ok(Target {
             raw: Raw::Sqlite(pool),
-            repo_catalog: with_catalog(&orm, data, None).await?,
+            repo_catalog: Some(with_catalog(&orm, data, None).await?),
             schema_rls: None,
             repo: TenantDb::new(orm.clone()),
             orm,
