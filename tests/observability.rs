@@ -12,6 +12,10 @@ mod audit_log;
 
 use tracing::Level;
 
+#[cfg(all(feature = "postgres", feature = "pipeline"))]
+#[path = "support/postgres.rs"]
+mod pg;
+
 #[test]
 fn audit_events_and_operation_spans_reach_a_subscriber() {
     audit_events_are_logged_at_the_level_set();
@@ -20,6 +24,94 @@ fn audit_events_and_operation_spans_reach_a_subscriber() {
         global_writes_are_logged_with_their_reason();
         every_scoped_operation_runs_in_a_span_naming_its_tenant();
     }
+    #[cfg(all(feature = "postgres", feature = "pipeline"))]
+    operations_that_leave_the_pipeline_say_so_and_why();
+}
+
+/// On a handle with a pipeline, an operation that runs on sqlx says so at debug level, and the
+/// pipeline says why when it declined a statement; one that runs on the pipeline says nothing.
+#[cfg(all(feature = "postgres", feature = "pipeline"))]
+fn operations_that_leave_the_pipeline_say_so_and_why() {
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    use tenant::doc_support::post;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let test_db = runtime.block_on(pg::fresh_database());
+    let capture = audit_log::Capture::default();
+    let acme = tenant::TenantId::from(uuid::Uuid::from_u128(0xac));
+    tracing::subscriber::with_default(capture.clone(), || {
+        runtime.block_on(async {
+            let owner = tenant::TenantDb::connect(&test_db.admin_url).await.unwrap();
+            let raw = owner.unscoped(&tenant::AssertUnscoped::new("test: create the table"));
+            tenant::create_schema(raw, &[tenant::table::<post::Entity>()])
+                .await
+                .unwrap();
+            let db = tenant::TenantDb::builder(test_db.app_url.clone())
+                .pipeline(1)
+                .connect()
+                .await
+                .unwrap();
+            let start = capture.events.lock().unwrap().len();
+            let said = |since: usize| capture.events.lock().unwrap()[since..].to_vec();
+            tenant::scope(acme, async {
+                let repo = tenant::TenantRepo::<post::Entity>::new(&db);
+                let hello = post::ActiveModel {
+                    id: sea_orm::Set(uuid::Uuid::new_v4()),
+                    slug: sea_orm::Set("hello".into()),
+                    ..Default::default()
+                };
+                repo.insert(hello).await.unwrap();
+                repo.all().await.unwrap();
+                assert_eq!(
+                    said(start).len(),
+                    0,
+                    "the pipeline ran both: {:?}",
+                    said(start)
+                );
+
+                let before = capture.events.lock().unwrap().len();
+                post::Entity::find()
+                    .select_only()
+                    .column(post::Column::Slug)
+                    .into_tuple::<String>()
+                    .all(&db)
+                    .await
+                    .unwrap();
+                let events = said(before);
+                assert_eq!(events.len(), 1, "{events:?}");
+                assert_eq!(events[0].target, "tenant::pipeline");
+                assert!(
+                    events[0].field("message").unwrap().contains("runs on sqlx"),
+                    "{events:?}"
+                );
+
+                let before = capture.events.lock().unwrap().len();
+                let refused = post::Entity::find()
+                    .filter(sea_orm::sea_query::Expr::cust("no_such_column = 1"))
+                    .filter(post::Column::Slug.eq("hello"))
+                    .all(&db)
+                    .await;
+                assert!(refused.is_err(), "PostgreSQL refuses the column");
+                let events = said(before);
+                let reasons: Vec<_> = events.iter().filter_map(|e| e.field("reason")).collect();
+                assert_eq!(
+                    reasons,
+                    ["PostgreSQL refused to prepare the statement; sqlx reports its error"],
+                    "{events:?}"
+                );
+                assert!(
+                    events.iter().any(|e| e
+                        .field("message")
+                        .is_some_and(|m| m.contains("runs on sqlx"))),
+                    "{events:?}"
+                );
+            })
+            .await;
+        });
+    });
 }
 
 fn audit_events_are_logged_at_the_level_set() {

@@ -24,7 +24,8 @@ impl Logged {
     }
 }
 
-/// A subscriber that keeps every `tenant::audit` event and every `tenant.op` span.
+/// A subscriber that keeps every `tenant::audit` and `tenant::pipeline` event and every
+/// `tenant.op` span.
 #[derive(Clone, Default)]
 pub struct Capture {
     pub events: Arc<Mutex<Vec<Logged>>>,
@@ -33,7 +34,17 @@ pub struct Capture {
 
 impl Capture {
     pub fn audit_events(&self) -> Vec<Logged> {
-        self.events.lock().unwrap().clone()
+        self.events_of("tenant::audit")
+    }
+
+    /// The events logged to `target`.
+    pub fn events_of(&self, target: &str) -> Vec<Logged> {
+        let events = self.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e.target == target)
+            .cloned()
+            .collect()
     }
 
     /// The `tenant.op` spans opened, with their fields.
@@ -56,7 +67,8 @@ impl Visit for Fields<'_> {
 
 impl Subscriber for Capture {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target() == "tenant::audit" || metadata.name() == "tenant.op"
+        matches!(metadata.target(), "tenant::audit" | "tenant::pipeline")
+            || metadata.name() == "tenant.op"
     }
 
     fn new_span(&self, span: &Attributes<'_>) -> Id {

@@ -236,6 +236,15 @@ impl TenantDb {
     /// once the catalog (if any) admitted its tenant.
     async fn unit(&self, access: Option<&Access>) -> Result<Unit<'_>> {
         let Placement { pool, binding } = self.placement(access).await?;
+        // Where the pipeline could have run it: say so, so that no one is on the slow path
+        // without knowing (the pipeline says first why, when it declined).
+        #[cfg(feature = "pipeline")]
+        if self.pipeline.is_some() && matches!(pool, Pool::App(_)) {
+            tracing::debug!(
+                target: "tenant::pipeline",
+                "runs on sqlx: the operation has no pipelined form, or the pipeline declined it"
+            );
+        }
         let conn = match pool {
             Pool::App(conn) | Pool::System(conn) => conn,
             #[cfg(feature = "postgres")]

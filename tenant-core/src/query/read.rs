@@ -228,6 +228,7 @@ pub(super) mod piped {
             return Ok(None);
         };
         let Some(decoder) = E::__pg_decoder() else {
+            crate::pipeline::declined("a field of the model has no tokio-postgres decoding");
             return Ok(None);
         };
         let stmt = stmt();

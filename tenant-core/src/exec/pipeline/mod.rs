@@ -300,18 +300,24 @@ impl Route<'_> {
         fits: impl FnOnce(&tokio_postgres::Statement) -> Option<P>,
     ) -> Result<Option<(deadpool_postgres::Object, Prepared<P>)>> {
         let Some(params) = params(stmt) else {
+            declined("a bound value has no tokio-postgres encoding");
             return Ok(None);
         };
         let client = self.client().await?;
         let statement = match client.prepare_cached(&stmt.sql).await {
             Ok(statement) => statement,
-            Err(err) if err.as_db_error().is_some() => return Ok(None),
+            Err(err) if err.as_db_error().is_some() => {
+                declined("PostgreSQL refused to prepare the statement; sqlx reports its error");
+                return Ok(None);
+            }
             Err(err) => return Err(db_err(err)),
         };
         if !bindable(&params, statement.params()) {
+            declined("a bound value does not fit the type of its parameter");
             return Ok(None);
         }
         let Some(fit) = fits(&statement) else {
+            declined("the result's columns do not fit what the operation decodes");
             return Ok(None);
         };
         Ok(Some((
@@ -472,9 +478,17 @@ fn settle<T>(
         Ok(value) => Ok(Some(value)),
         Err(Refusal::Stale) => {
             cache.remove(&stmt.sql, &[]);
+            declined(
+                "the prepared statement went stale (a table changed); prepared again next time",
+            );
             Ok(None)
         }
-        Err(Refusal::Refused(_)) if write => Ok(None),
+        Err(Refusal::Refused(_)) if write => {
+            declined(
+                "PostgreSQL refused the write, which took no effect; sqlx runs it for SeaORM's error",
+            );
+            Ok(None)
+        }
         Err(Refusal::Refused(err) | Refusal::Failed(err)) => Err(db_err(err)),
     }
 }
@@ -516,4 +530,10 @@ fn pool_err(err: deadpool_postgres::PoolError) -> Error {
     Error::Db(DbErr::Conn(RuntimeErr::Internal(format!(
         "pipeline pool: {err}"
     ))))
+}
+
+/// Says, at debug level, why a statement the pipeline was offered runs on sqlx instead; in the
+/// operation's span (`tenant.op`), which names the operation and the entity.
+pub(crate) fn declined(reason: &'static str) {
+    tracing::debug!(target: "tenant::pipeline", reason, "declined by the pipeline: runs on sqlx");
 }
