@@ -67,6 +67,62 @@ async fn the_builder_connects_in_rls_mode_with_the_audit_the_system_connection_a
     assert!(matches!(err, Error::PipelineSetup { .. }), "{err:?}");
 }
 
+/// Every PostgreSQL handle from the builder has a pipeline, as large as its pool and with its
+/// connections open before the first request, unless told otherwise; one that cannot connect
+/// (here: a URL option only sqlx knows) is an error when asked for and left out by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_gives_a_postgresql_handle_a_warm_pipeline_unless_told_not_to() {
+    let test_db = database().await;
+    let acme = tenant::TenantId::from(uuid::Uuid::new_v4());
+    for (min, warm) in [(0, 1), (2, 2)] {
+        let db = TenantDb::builder(test_db.app_url.clone())
+            .max_connections(3)
+            .min_connections(min)
+            .rls(Rls::default())
+            .connect()
+            .await
+            .unwrap();
+        let pipeline = db.pipeline().expect("a pipeline by default");
+        let status = pipeline.pool().status();
+        assert_eq!(status.max_size, 3, "as large as the pool");
+        assert_eq!(status.size, warm, "connections open before any request");
+        let before = pipeline.statements();
+        let rows = tenant::scope(acme, post::Entity::find().all(&db)).await;
+        assert!(rows.unwrap().is_empty());
+        assert_eq!(
+            pipeline.statements(),
+            before + 1,
+            "the read ran on the pipeline"
+        );
+    }
+    let db = TenantDb::builder(test_db.app_url.clone())
+        .without_pipeline()
+        .connect()
+        .await
+        .unwrap();
+    assert!(db.pipeline().is_none());
+    tenant::scope(acme, post::Entity::find().all(&db))
+        .await
+        .unwrap();
+    // sqlx reads this option; tokio-postgres refuses the URL.
+    let sqlx_only = format!("{}?statement-cache-capacity=50", test_db.app_url);
+    let db = TenantDb::builder(sqlx_only.clone())
+        .rls(Rls::default())
+        .connect()
+        .await
+        .unwrap();
+    assert!(db.pipeline().is_none(), "left out by default");
+    tenant::scope(acme, post::Entity::find().all(&db))
+        .await
+        .unwrap();
+    let err = TenantDb::builder(sqlx_only)
+        .pipeline(2)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PipelineSetup { .. }), "{err:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rls_mode_as_a_superuser_is_refused_at_connect() {
     let test_db = database().await;
@@ -141,9 +197,11 @@ async fn session_state_left_through_the_escape_hatch_never_reaches_scoped_units(
         .unwrap();
     owner.close().await.unwrap();
     // App-level mode: no transaction per unit, so nothing but the pool keeps the session
-    // objects away. Two connections, both held by the escape hatch at once.
+    // objects away. Two connections, both held by the escape hatch at once; every statement on
+    // sqlx, whose pool is the one the escape hatch must not share.
     let db = TenantDb::builder(test_db.app_url.clone())
         .max_connections(2)
+        .without_pipeline()
         .connect()
         .await
         .unwrap();

@@ -334,6 +334,23 @@ async fn the_builder_connects_to_sqlite_and_refuses_rls_mode_there() {
         .await
         .unwrap();
     assert_eq!(db.backend(), sea_orm::DbBackend::Sqlite);
+    // The pipeline is PostgreSQL's: none by default, an error when asked for.
+    assert!(db.pipeline().is_none());
+    let err = tenant::TenantDb::builder("sqlite::memory:")
+        .pipeline(2)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tenant::Error::NeedsPostgres {
+                feature: "the pipelined executor",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = tenant::TenantDb::builder("sqlite::memory:")
         .rls(tenant::Rls::default())
         .connect()

@@ -49,9 +49,22 @@ impl TenantDb {
             #[cfg(feature = "postgres")]
             databases: None,
             #[cfg(feature = "pipeline")]
-            pipeline: None,
+            pipeline: Pipelining::Default,
         }
     }
+}
+
+/// Whether and how the builder gives the handle a pipeline.
+#[cfg(feature = "pipeline")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pipelining {
+    /// On PostgreSQL, as many connections as the application pool may open; none elsewhere,
+    /// nor where its connections cannot be opened (said at `warn` level).
+    Default,
+    /// Exactly this size; an error when it cannot connect.
+    Size(usize),
+    /// None.
+    Off,
 }
 
 /// Connects a [`TenantDb`]: the pool, RLS mode with its role check, the start-up audit, the
@@ -82,7 +95,7 @@ pub struct TenantDbBuilder<'s> {
     #[cfg(feature = "postgres")]
     databases: Option<super::DatabaseTier>,
     #[cfg(feature = "pipeline")]
-    pipeline: Option<usize>,
+    pipeline: Pipelining,
 }
 
 impl<'s> TenantDbBuilder<'s> {
@@ -169,12 +182,23 @@ impl<'s> TenantDbBuilder<'s> {
         self
     }
 
-    /// The pipelined executor with `max_size` connections to the same URL
-    /// ([`TenantDb::with_pipeline`]).
+    /// The pipelined executor ([`TenantDb::with_pipeline`]) with `max_size` connections to the
+    /// same URL, instead of the default: on PostgreSQL every handle the builder connects has one,
+    /// as large as the application pool. Connecting then fails if its connections cannot be
+    /// opened, where the default goes without.
     #[cfg(feature = "pipeline")]
     #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
     pub fn pipeline(mut self, max_size: usize) -> Self {
-        self.pipeline = Some(max_size);
+        self.pipeline = Pipelining::Size(max_size);
+        self
+    }
+
+    /// No pipelined executor: every statement on sqlx. For PgBouncer before 1.21 in transaction
+    /// mode, which cannot keep the pipeline's prepared statements.
+    #[cfg(feature = "pipeline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+    pub fn without_pipeline(mut self) -> Self {
+        self.pipeline = Pipelining::Off;
         self
     }
 
@@ -255,8 +279,8 @@ impl<'s> TenantDbBuilder<'s> {
             db = db.with_database_tier(tier)?;
         }
         #[cfg(feature = "pipeline")]
-        if let Some(size) = self.pipeline {
-            db = db.with_pipeline(crate::Pipeline::connect(&self.url, size)?)?;
+        if let Some(pipeline) = pipeline(&self.url, self.pipeline, &db).await? {
+            db = db.with_pipeline(pipeline)?;
         }
         #[cfg(feature = "postgres")]
         if let Some(hatch) = hatch {
@@ -278,6 +302,50 @@ impl fmt::Debug for TenantDbBuilder<'_> {
             .field("audit", &self.audit.is_some())
             .field("system", &self.system_url.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// The pipeline `how` asks for on `db`, its connections opened (as many as the application
+/// pool keeps idle, one at least) so that the first requests do not pay for them and a role the
+/// policies do not confine is refused now.
+#[cfg(feature = "pipeline")]
+async fn pipeline(url: &str, how: Pipelining, db: &TenantDb) -> Result<Option<crate::Pipeline>> {
+    let pool = match db.backend() {
+        sea_orm::DbBackend::Postgres => db.conn.get_postgres_connection_pool(),
+        _ if how == Pipelining::Default => return Ok(None),
+        backend => {
+            return Err(Error::NeedsPostgres {
+                feature: "the pipelined executor",
+                backend,
+            });
+        }
+    };
+    let size = match how {
+        Pipelining::Off => return Ok(None),
+        Pipelining::Size(size) => size,
+        Pipelining::Default => pool.options().get_max_connections() as usize,
+    };
+    let warm = (pool.options().get_min_connections() as usize).clamp(1, size.max(1));
+    let opened = async {
+        let pipeline = crate::Pipeline::connect(url, size)?;
+        pipeline.warm(warm, db.rls.is_some()).await?;
+        Ok::<_, Error>(pipeline)
+    }
+    .await;
+    match opened {
+        Ok(pipeline) => Ok(Some(pipeline)),
+        // A role the policies do not confine is refused whatever asked for the pipeline.
+        Err(err @ Error::BypassingRole { .. }) => Err(err),
+        Err(err) if how == Pipelining::Default => {
+            tracing::warn!(
+                target: "tenant::pipeline",
+                error = %err,
+                "the pipeline cannot connect (a server that requires TLS, say: give the handle \
+                 one with `Pipeline::new`); running on sqlx alone"
+            );
+            Ok(None)
+        }
+        Err(err) => Err(err),
     }
 }
 

@@ -155,6 +155,14 @@ impl TenantDb {
         self
     }
 
+    /// The pipelined executor, if the handle has one: [`TenantDbBuilder`](crate::TenantDbBuilder)
+    /// gives one to every PostgreSQL handle unless told otherwise.
+    #[cfg(feature = "pipeline")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+    pub fn pipeline(&self) -> Option<&crate::Pipeline> {
+        self.pipeline.as_ref()
+    }
+
     /// Runs the reads that return whole models or a count (`all`, `one`, `exists`,
     /// `find_by_id`, `count`, paginator pages) and the single-row writes (insert, update, delete
     /// by key) on `pipeline`, which sends the tenant binding, the statement and the `COMMIT` of

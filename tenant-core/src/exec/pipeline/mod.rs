@@ -125,6 +125,19 @@ impl Pipeline {
         self.statements.load(Ordering::Relaxed)
     }
 
+    /// Opens `n` connections of the pool (fewer if it is smaller) and, when `confine`, checks
+    /// that its role is one the policies confine.
+    pub(crate) async fn warm(&self, n: usize, confine: bool) -> Result<()> {
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n.min(self.pool.status().max_size) {
+            clients.push(self.pool.get().await.map_err(pool_err)?);
+        }
+        if confine && let Some(client) = clients.first() {
+            self.check_confined(client).await?;
+        }
+        Ok(())
+    }
+
     /// The same pipeline, counting its statements in `counter` (shared with others).
     pub(crate) fn counting_in(mut self, counter: Arc<AtomicU64>) -> Self {
         self.statements = counter;
