@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ActiveValue::Set, EntityTrait, IntoActiveModel, SqlErr};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, SqlErr};
 use tenant::{Error, TenantRepo};
 use uuid::Uuid;
 
@@ -64,6 +64,28 @@ async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
         assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
         assert_eq!(n, 1, "save with a key: an update");
 
+        // Many rows at once: `world` is in both tenants, one of them the tenant's.
+        let views = post::Entity::update_many()
+            .col_expr(post::Column::Views, sea_orm::sea_query::Expr::value(5))
+            .filter(post::Column::Slug.eq("world"));
+        let (rows, n) = pipelined(&env, views.exec(&env.db)).await;
+        assert_eq!((rows.unwrap(), n), (1, 1), "update_many");
+        // Nothing to set: SeaORM's no-op, no statement anywhere.
+        let (rows, n) = pipelined(&env, post::Entity::update_many().exec(&env.db)).await;
+        assert_eq!((rows.unwrap(), n), (0, 0));
+        repo.insert(new_post("doomed")).await.unwrap();
+        let doomed = post::Entity::delete_many().filter(post::Column::Slug.eq("doomed"));
+        let (rows, n) = pipelined(&env, doomed.exec(&env.db)).await;
+        assert_eq!((rows.unwrap(), n), (1, 1), "delete_many");
+        let (rows, n) = pipelined(
+            &env,
+            post::Entity::delete_many()
+                .filter(post::Column::Id.is_in([s.globex[0], s.globex[1]]))
+                .exec(&env.db),
+        )
+        .await;
+        assert_eq!((rows.unwrap(), n), (0, 1), "another tenant's rows by id");
+
         // Deletes: by model and by key, its own and another tenant's.
         let (gone, n) = pipelined(&env, new.delete(&env.db)).await;
         assert_eq!((gone.is_ok(), n), (true, 1), "Model::delete");
@@ -83,7 +105,7 @@ async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
         (globex.title.as_str(), globex.tenant_id),
         ("Title hello", *env.globex.as_uuid())
     );
-    env.raw_post(s.globex[1]).await;
+    assert_eq!(env.raw_post(s.globex[1]).await.views, 0, "globex's `world`");
     assert_eq!(env.raw_posts().await, 4, "the seeded two of each tenant");
     if rls {
         crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
@@ -135,6 +157,32 @@ async fn a_refused_pipelined_write_reports_seaorms_error() {
             // A delete the foreign keys refuse (the seeded post has a comment).
             let (err, n) =
                 pipelined(&env, post::Entity::delete_by_id(s.acme[0]).exec(&env.db)).await;
+            let Err(Error::Db(err)) = err else {
+                panic!("a referenced row is a database error: {err:?}");
+            };
+            assert!(
+                matches!(
+                    err.sql_err(),
+                    Some(SqlErr::ForeignKeyConstraintViolation(_))
+                ),
+                "{err:?}"
+            );
+            assert_eq!(n, 1);
+            // The same refusals of many-row writes.
+            let clash = post::Entity::update_many()
+                .col_expr(post::Column::Slug, sea_orm::sea_query::Expr::value("hello"))
+                .filter(post::Column::Slug.eq("world"));
+            let (err, n) = pipelined(&env, clash.exec(&env.db)).await;
+            let Err(Error::Db(err)) = err else {
+                panic!("a duplicate slug is a database error: {err:?}");
+            };
+            assert!(
+                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+                "{err:?}"
+            );
+            assert_eq!(n, 1, "tried on the pipeline first");
+            let referenced = post::Entity::delete_many().filter(post::Column::Id.eq(s.acme[0]));
+            let (err, n) = pipelined(&env, referenced.exec(&env.db)).await;
             let Err(Error::Db(err)) = err else {
                 panic!("a referenced row is a database error: {err:?}");
             };

@@ -59,16 +59,18 @@ enum Kind {
     Count,
     Insert,
     Update,
+    UpdateMany,
     DeleteMany,
     /// `TenantDb::begin()`, a read in the transaction, and its commit.
     Transaction,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::Read,
     Kind::Count,
     Kind::Insert,
     Kind::Update,
+    Kind::UpdateMany,
     Kind::DeleteMany,
     Kind::Transaction,
 ];
@@ -90,6 +92,12 @@ async fn run(env: &Env, kind: Kind, acme_post: Uuid) {
                     views: Set(7),
                     ..Default::default()
                 })
+                .await
+                .map(drop),
+            Kind::UpdateMany => post::Entity::update_many()
+                .col_expr(post::Column::Views, sea_orm::sea_query::Expr::value(9))
+                .filter(post::Column::Slug.eq("world"))
+                .exec(db)
                 .await
                 .map(drop),
             Kind::DeleteMany => post::Entity::delete_many()

@@ -553,6 +553,13 @@ impl<E: TenantScoped> Scoped<UpdateMany<E>> {
         }
         let plan = Plan::of::<E, C>(conn, "update_many")?;
         let query = plan.apply(self.into_inner());
+        // Nothing to set is SeaORM's no-op (no statement): left to it.
+        #[cfg(feature = "pipeline")]
+        if !QueryTrait::as_query(&query).get_values().is_empty()
+            && let Some(rows) = piped_write_count(conn, &plan, &query).await?
+        {
+            return Ok(rows);
+        }
         let result = in_unit!(plan, conn, |exec| async move {
             query.exec(exec).await.map_err(write_error::<E>)
         })?;
@@ -565,6 +572,27 @@ impl<E: TenantScoped> Scoped<DeleteMany<E>> {
     pub async fn exec<C: TenantConnection>(self, conn: &C) -> Result<u64> {
         let plan = Plan::of::<E, C>(conn, "delete_many")?;
         let query = plan.apply(self.into_inner());
+        #[cfg(feature = "pipeline")]
+        if let Some(rows) = piped_write_count(conn, &plan, &query).await? {
+            return Ok(rows);
+        }
         Ok(in_unit!(plan, conn, |exec| query.exec(exec))?.rows_affected)
     }
+}
+
+/// The rows `query` (an `UPDATE` or `DELETE` under `plan`) touched, run on the pipelined
+/// executor when the connection has one: in RLS mode with the binding and the `COMMIT`, one
+/// round trip. `None`: no pipeline, or the statement does not fit it, or PostgreSQL refused it
+/// (it took no effect), and the caller runs it on sqlx, which reports SeaORM's error.
+#[cfg(feature = "pipeline")]
+async fn piped_write_count<C: TenantConnection + ?Sized>(
+    conn: &C,
+    plan: &Plan,
+    query: &impl QueryTrait,
+) -> Result<Option<u64>> {
+    let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await? else {
+        return Ok(None);
+    };
+    let stmt = query.build(sea_orm::DbBackend::Postgres);
+    Box::pin(route.write_count(&stmt)).await
 }
