@@ -73,10 +73,20 @@ async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
         // Nothing to set: SeaORM's no-op, no statement anywhere.
         let (rows, n) = pipelined(&env, post::Entity::update_many().exec(&env.db)).await;
         assert_eq!((rows.unwrap(), n), (0, 0));
-        repo.insert(new_post("doomed")).await.unwrap();
-        let doomed = post::Entity::delete_many().filter(post::Column::Slug.eq("doomed"));
+        let many = post::Entity::insert_many([new_post("doomed"), new_post("doomed too")]);
+        let (rows, n) = pipelined(&env, many.exec(&env.db)).await;
+        let rows = rows.unwrap();
+        assert_eq!(n, 1, "insert_many");
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.slug.as_str(), r.tenant_id))
+                .collect::<Vec<_>>(),
+            [("doomed", acme), ("doomed too", acme)],
+            "stamped, in order"
+        );
+        let doomed = post::Entity::delete_many().filter(post::Column::Slug.starts_with("doomed"));
         let (rows, n) = pipelined(&env, doomed.exec(&env.db)).await;
-        assert_eq!((rows.unwrap(), n), (1, 1), "delete_many");
+        assert_eq!((rows.unwrap(), n), (2, 1), "delete_many");
         let (rows, n) = pipelined(
             &env,
             post::Entity::delete_many()
@@ -169,6 +179,19 @@ async fn a_refused_pipelined_write_reports_seaorms_error() {
             );
             assert_eq!(n, 1);
             // The same refusals of many-row writes.
+            let (err, n) = pipelined(
+                &env,
+                post::Entity::insert_many([new_post("fresh"), new_post("hello")]).exec(&env.db),
+            )
+            .await;
+            let Err(Error::Db(err)) = err else {
+                panic!("a duplicate slug is a database error: {err:?}");
+            };
+            assert!(
+                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+                "{err:?}"
+            );
+            assert_eq!(n, 1, "tried on the pipeline first");
             let clash = post::Entity::update_many()
                 .col_expr(post::Column::Slug, sea_orm::sea_query::Expr::value("hello"))
                 .filter(post::Column::Slug.eq("world"));

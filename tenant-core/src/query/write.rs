@@ -394,6 +394,22 @@ where
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    // One statement returning every row: on the pipeline with the binding and the `COMMIT` in
+    // RLS mode; a refusal runs again on sqlx, for SeaORM's error.
+    #[cfg(feature = "pipeline")]
+    if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await?
+        && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
+    {
+        let mut query = A::Entity::insert_many(rows.clone()).into_query();
+        query.returning(returning::<A::Entity>(DbBackend::Postgres));
+        let stmt = DbBackend::Postgres.build(&query);
+        let columns: Vec<&str> = <A::Entity as EntityTrait>::Column::iter()
+            .map(|c| c.as_str())
+            .collect();
+        if let Some(models) = Box::pin(route.write_models(&stmt, &decoder, &columns)).await? {
+            return Ok(models);
+        }
+    }
     in_unit!(plan, conn, |exec| async move {
         A::Entity::insert_many(rows)
             .exec_with_returning(exec)
