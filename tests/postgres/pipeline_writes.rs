@@ -64,6 +64,34 @@ async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
         assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
         assert_eq!(n, 1, "save with a key: an update");
 
+        // Upserts: a new row, the tenant's own row, and another tenant's key (left alone).
+        let (row, n) = pipelined(&env, repo.upsert(new_post("upserted"))).await;
+        assert_eq!((row.unwrap().tenant_id, n), (acme, 1), "upsert inserts");
+        let mut own = new_post("hello");
+        own.id = Set(s.acme[0]);
+        own.title = Set("upserted".into());
+        let (row, n) = pipelined(&env, repo.upsert(own)).await;
+        let row = row.unwrap();
+        assert_eq!((row.id, row.title.as_str(), n), (s.acme[0], "upserted", 1));
+        let mut theirs = new_post("hello");
+        theirs.id = Set(s.globex[0]);
+        let (err, n) = pipelined(&env, repo.upsert(theirs)).await;
+        assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
+        assert_eq!(n, 1);
+        let (row, n) = pipelined(
+            &env,
+            repo.upsert_on(new_post("upserted"), [post::Column::Slug]),
+        )
+        .await;
+        assert_eq!(
+            (row.unwrap().slug.as_str(), n),
+            ("upserted", 1),
+            "upsert_on"
+        );
+        repo.delete_many(post::Column::Slug.eq("upserted"))
+            .await
+            .unwrap();
+
         // Many rows at once: `world` is in both tenants, one of them the tenant's.
         let views = post::Entity::update_many()
             .col_expr(post::Column::Views, sea_orm::sea_query::Expr::value(5))

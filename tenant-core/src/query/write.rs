@@ -397,16 +397,11 @@ where
     // One statement returning every row: on the pipeline with the binding and the `COMMIT` in
     // RLS mode; a refusal runs again on sqlx, for SeaORM's error.
     #[cfg(feature = "pipeline")]
-    if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await?
-        && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
     {
-        let mut query = A::Entity::insert_many(rows.clone()).into_query();
-        query.returning(returning::<A::Entity>(DbBackend::Postgres));
-        let stmt = DbBackend::Postgres.build(&query);
-        let columns: Vec<&str> = <A::Entity as EntityTrait>::Column::iter()
-            .map(|c| c.as_str())
-            .collect();
-        if let Some(models) = Box::pin(route.write_models(&stmt, &decoder, &columns)).await? {
+        let insert = A::Entity::insert_many(rows.clone());
+        if let Some(models) =
+            piped_returning::<A::Entity, C>(conn, &plan, insert.as_query()).await?
+        {
             return Ok(models);
         }
     }
@@ -416,6 +411,30 @@ where
             .await
             .map_err(write_error::<A::Entity>)
     })
+}
+
+/// The rows the insert `query` (without its `RETURNING`) stores, returned as `E`'s models, run on
+/// the pipelined executor: in RLS mode with the binding and the `COMMIT` in one round trip.
+/// `None`: no pipeline, a statement that does not fit it, or one PostgreSQL refused (it took no
+/// effect); the caller runs it on sqlx, which reports SeaORM's error.
+#[cfg(feature = "pipeline")]
+async fn piped_returning<E: crate::Tenancy, C: TenantConnection + ?Sized>(
+    conn: &C,
+    plan: &Plan,
+    query: &sea_orm::sea_query::InsertStatement,
+) -> Result<Option<Vec<E::Model>>> {
+    let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await? else {
+        return Ok(None);
+    };
+    let Some(decoder) = E::__pg_decoder() else {
+        crate::pipeline::declined("a field of the model has no tokio-postgres decoding");
+        return Ok(None);
+    };
+    let mut query = query.clone();
+    query.returning(returning::<E>(DbBackend::Postgres));
+    let stmt = DbBackend::Postgres.build(&query);
+    let columns: Vec<&str> = E::Column::iter().map(|c| c.as_str()).collect();
+    Box::pin(route.write_models(&stmt, &decoder, &columns)).await
 }
 
 /// Updates one row by primary key within the tenant in scope. Another tenant's row is
@@ -647,6 +666,13 @@ where
         on_conflict.action_and_where(p.clone());
     }
     let insert = A::Entity::insert(am).on_conflict(on_conflict);
+    // On the pipeline as a one-row insert is: no row back is another tenant's key.
+    #[cfg(feature = "pipeline")]
+    if let Some(rows) = piped_returning::<A::Entity, C>(conn, &plan, insert.as_query()).await? {
+        return rows.into_iter().next().ok_or_else(|| Error::NotFound {
+            entity: table_name::<A::Entity>(),
+        });
+    }
     in_unit!(plan, conn, |exec| async move {
         insert
             .exec_with_returning(exec)
