@@ -60,17 +60,21 @@ enum Kind {
     Insert,
     Update,
     UpdateMany,
+    InsertMany,
+    Upsert,
     DeleteMany,
     /// `TenantDb::begin()`, a read in the transaction, and its commit.
     Transaction,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 9] = [
     Kind::Read,
     Kind::Count,
     Kind::Insert,
     Kind::Update,
     Kind::UpdateMany,
+    Kind::InsertMany,
+    Kind::Upsert,
     Kind::DeleteMany,
     Kind::Transaction,
 ];
@@ -100,6 +104,11 @@ async fn run(env: &Env, kind: Kind, acme_post: Uuid) {
                 .exec(db)
                 .await
                 .map(drop),
+            Kind::InsertMany => post::Entity::insert_many([new_post("cancelled-many")])
+                .exec(db)
+                .await
+                .map(drop),
+            Kind::Upsert => repo.upsert(new_post("cancelled-upsert")).await.map(drop),
             Kind::DeleteMany => post::Entity::delete_many()
                 .filter(post::Column::Slug.eq("cancelled"))
                 .exec(db)
