@@ -171,80 +171,31 @@ async fn a_refused_pipelined_write_reports_seaorms_error() {
             let mut twin = new_post("twin");
             twin.id = Set(s.acme[0]);
             let (err, n) = pipelined(&env, twin.insert(&env.db)).await;
-            let Err(Error::Db(err)) = err else {
-                panic!("a duplicate key is a database error: {err:?}");
-            };
-            assert!(
-                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
-                "{err:?} (rls: {rls})"
-            );
-            assert_eq!(n, 1, "tried on the pipeline first");
+            assert_unique_violation(err, n, "a duplicate key");
             // The per-tenant unique `(tenant_id, slug)`, on an update.
             let clash = post::ActiveModel {
                 id: Set(s.acme[1]),
                 slug: Set("hello".into()),
                 ..Default::default()
             };
-            let Err(Error::Db(err)) = clash.update(&env.db).await else {
-                panic!("a duplicate slug is a database error");
-            };
-            assert!(
-                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
-                "{err:?}"
-            );
+            let (err, n) = pipelined(&env, clash.update(&env.db)).await;
+            assert_unique_violation(err, n, "a duplicate slug");
             // A delete the foreign keys refuse (the seeded post has a comment).
             let (err, n) =
                 pipelined(&env, post::Entity::delete_by_id(s.acme[0]).exec(&env.db)).await;
-            let Err(Error::Db(err)) = err else {
-                panic!("a referenced row is a database error: {err:?}");
-            };
-            assert!(
-                matches!(
-                    err.sql_err(),
-                    Some(SqlErr::ForeignKeyConstraintViolation(_))
-                ),
-                "{err:?}"
-            );
-            assert_eq!(n, 1);
+            assert_foreign_key_violation(err, n);
             // The same refusals of many-row writes.
-            let (err, n) = pipelined(
-                &env,
-                post::Entity::insert_many([new_post("fresh"), new_post("hello")]).exec(&env.db),
-            )
-            .await;
-            let Err(Error::Db(err)) = err else {
-                panic!("a duplicate slug is a database error: {err:?}");
-            };
-            assert!(
-                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
-                "{err:?}"
-            );
-            assert_eq!(n, 1, "tried on the pipeline first");
+            let many = post::Entity::insert_many([new_post("fresh"), new_post("hello")]);
+            let (err, n) = pipelined(&env, many.exec(&env.db)).await;
+            assert_unique_violation(err, n, "insert_many");
             let clash = post::Entity::update_many()
                 .col_expr(post::Column::Slug, sea_orm::sea_query::Expr::value("hello"))
                 .filter(post::Column::Slug.eq("world"));
             let (err, n) = pipelined(&env, clash.exec(&env.db)).await;
-            let Err(Error::Db(err)) = err else {
-                panic!("a duplicate slug is a database error: {err:?}");
-            };
-            assert!(
-                matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
-                "{err:?}"
-            );
-            assert_eq!(n, 1, "tried on the pipeline first");
+            assert_unique_violation(err, n, "update_many");
             let referenced = post::Entity::delete_many().filter(post::Column::Id.eq(s.acme[0]));
             let (err, n) = pipelined(&env, referenced.exec(&env.db)).await;
-            let Err(Error::Db(err)) = err else {
-                panic!("a referenced row is a database error: {err:?}");
-            };
-            assert!(
-                matches!(
-                    err.sql_err(),
-                    Some(SqlErr::ForeignKeyConstraintViolation(_))
-                ),
-                "{err:?}"
-            );
-            assert_eq!(n, 1);
+            assert_foreign_key_violation(err, n);
             // And the connection serves the next write.
             let (row, n) = pipelined(&env, new_post("after").insert(&env.db)).await;
             assert_eq!((row.is_ok(), n), (true, 1));
@@ -254,6 +205,33 @@ async fn a_refused_pipelined_write_reports_seaorms_error() {
             crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
         }
     }
+}
+
+/// `result` is SeaORM's unique violation, after one statement tried on the pipeline.
+fn assert_unique_violation<T: std::fmt::Debug>(result: Result<T, Error>, n: u64, what: &str) {
+    let Err(Error::Db(err)) = result else {
+        panic!("{what}: a database error, not {result:?}");
+    };
+    assert!(
+        matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+        "{what}: {err:?}"
+    );
+    assert_eq!(n, 1, "{what}: tried on the pipeline first");
+}
+
+/// `result` is SeaORM's foreign key violation, after one statement tried on the pipeline.
+fn assert_foreign_key_violation<T: std::fmt::Debug>(result: Result<T, Error>, n: u64) {
+    let Err(Error::Db(err)) = result else {
+        panic!("a referenced row is a database error, not {result:?}");
+    };
+    assert!(
+        matches!(
+            err.sql_err(),
+            Some(SqlErr::ForeignKeyConstraintViolation(_))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(n, 1, "tried on the pipeline first");
 }
 
 /// RLS mode: a `COMMIT` PostgreSQL refuses (here a deferred unique constraint) rolled the write
