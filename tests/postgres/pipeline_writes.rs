@@ -64,65 +64,7 @@ async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
         assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
         assert_eq!(n, 1, "save with a key: an update");
 
-        // Upserts: a new row, the tenant's own row, and another tenant's key (left alone).
-        let (row, n) = pipelined(&env, repo.upsert(new_post("upserted"))).await;
-        assert_eq!((row.unwrap().tenant_id, n), (acme, 1), "upsert inserts");
-        let mut own = new_post("hello");
-        own.id = Set(s.acme[0]);
-        own.title = Set("upserted".into());
-        let (row, n) = pipelined(&env, repo.upsert(own)).await;
-        let row = row.unwrap();
-        assert_eq!((row.id, row.title.as_str(), n), (s.acme[0], "upserted", 1));
-        let mut theirs = new_post("hello");
-        theirs.id = Set(s.globex[0]);
-        let (err, n) = pipelined(&env, repo.upsert(theirs)).await;
-        assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
-        assert_eq!(n, 1);
-        let (row, n) = pipelined(
-            &env,
-            repo.upsert_on(new_post("upserted"), [post::Column::Slug]),
-        )
-        .await;
-        assert_eq!(
-            (row.unwrap().slug.as_str(), n),
-            ("upserted", 1),
-            "upsert_on"
-        );
-        repo.delete_many(post::Column::Slug.eq("upserted"))
-            .await
-            .unwrap();
-
-        // Many rows at once: `world` is in both tenants, one of them the tenant's.
-        let views = post::Entity::update_many()
-            .col_expr(post::Column::Views, sea_orm::sea_query::Expr::value(5))
-            .filter(post::Column::Slug.eq("world"));
-        let (rows, n) = pipelined(&env, views.exec(&env.db)).await;
-        assert_eq!((rows.unwrap(), n), (1, 1), "update_many");
-        // Nothing to set: SeaORM's no-op, no statement anywhere.
-        let (rows, n) = pipelined(&env, post::Entity::update_many().exec(&env.db)).await;
-        assert_eq!((rows.unwrap(), n), (0, 0));
-        let many = post::Entity::insert_many([new_post("doomed"), new_post("doomed too")]);
-        let (rows, n) = pipelined(&env, many.exec(&env.db)).await;
-        let rows = rows.unwrap();
-        assert_eq!(n, 1, "insert_many");
-        assert_eq!(
-            rows.iter()
-                .map(|r| (r.slug.as_str(), r.tenant_id))
-                .collect::<Vec<_>>(),
-            [("doomed", acme), ("doomed too", acme)],
-            "stamped, in order"
-        );
-        let doomed = post::Entity::delete_many().filter(post::Column::Slug.starts_with("doomed"));
-        let (rows, n) = pipelined(&env, doomed.exec(&env.db)).await;
-        assert_eq!((rows.unwrap(), n), (2, 1), "delete_many");
-        let (rows, n) = pipelined(
-            &env,
-            post::Entity::delete_many()
-                .filter(post::Column::Id.is_in([s.globex[0], s.globex[1]]))
-                .exec(&env.db),
-        )
-        .await;
-        assert_eq!((rows.unwrap(), n), (0, 1), "another tenant's rows by id");
+        upserts_and_many_row_writes_take_the_pipeline(&env, &repo, &s).await;
 
         // Deletes: by model and by key, its own and another tenant's.
         let (gone, n) = pipelined(&env, new.delete(&env.db)).await;
@@ -148,6 +90,75 @@ async fn every_write_takes_the_pipeline_and_stays_in_its_tenant(rls: bool) {
     if rls {
         crate::attacks::assert_no_binding_on_pipeline(env.pipeline.as_ref().unwrap()).await;
     }
+}
+
+/// Upserts, and writes of many rows, as `every_write_takes_the_pipeline_and_stays_in_its_tenant`
+/// makes them: one statement each on the pipeline, in the tenant.
+async fn upserts_and_many_row_writes_take_the_pipeline(
+    env: &Env,
+    repo: &TenantRepo<post::Entity>,
+    s: &crate::common::Seeded,
+) {
+    let acme = *env.acme.as_uuid();
+    // Upserts: a new row, the tenant's own row, and another tenant's key (left alone).
+    let (row, n) = pipelined(env, repo.upsert(new_post("upserted"))).await;
+    assert_eq!((row.unwrap().tenant_id, n), (acme, 1), "upsert inserts");
+    let mut own = new_post("hello");
+    own.id = Set(s.acme[0]);
+    own.title = Set("upserted".into());
+    let (row, n) = pipelined(env, repo.upsert(own)).await;
+    let row = row.unwrap();
+    assert_eq!((row.id, row.title.as_str(), n), (s.acme[0], "upserted", 1));
+    let mut theirs = new_post("hello");
+    theirs.id = Set(s.globex[0]);
+    let (err, n) = pipelined(env, repo.upsert(theirs)).await;
+    assert!(matches!(err, Err(Error::NotFound { .. })), "{err:?}");
+    assert_eq!(n, 1);
+    let (row, n) = pipelined(
+        env,
+        repo.upsert_on(new_post("upserted"), [post::Column::Slug]),
+    )
+    .await;
+    assert_eq!(
+        (row.unwrap().slug.as_str(), n),
+        ("upserted", 1),
+        "upsert_on"
+    );
+    repo.delete_many(post::Column::Slug.eq("upserted"))
+        .await
+        .unwrap();
+
+    // Many rows at once: `world` is in both tenants, one of them the tenant's.
+    let views = post::Entity::update_many()
+        .col_expr(post::Column::Views, sea_orm::sea_query::Expr::value(5))
+        .filter(post::Column::Slug.eq("world"));
+    let (rows, n) = pipelined(env, views.exec(&env.db)).await;
+    assert_eq!((rows.unwrap(), n), (1, 1), "update_many");
+    // Nothing to set: SeaORM's no-op, no statement anywhere.
+    let (rows, n) = pipelined(env, post::Entity::update_many().exec(&env.db)).await;
+    assert_eq!((rows.unwrap(), n), (0, 0));
+    let many = post::Entity::insert_many([new_post("doomed"), new_post("doomed too")]);
+    let (rows, n) = pipelined(env, many.exec(&env.db)).await;
+    let rows = rows.unwrap();
+    assert_eq!(n, 1, "insert_many");
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.slug.as_str(), r.tenant_id))
+            .collect::<Vec<_>>(),
+        [("doomed", acme), ("doomed too", acme)],
+        "stamped, in order"
+    );
+    let doomed = post::Entity::delete_many().filter(post::Column::Slug.starts_with("doomed"));
+    let (rows, n) = pipelined(env, doomed.exec(&env.db)).await;
+    assert_eq!((rows.unwrap(), n), (2, 1), "delete_many");
+    let (rows, n) = pipelined(
+        env,
+        post::Entity::delete_many()
+            .filter(post::Column::Id.is_in([s.globex[0], s.globex[1]]))
+            .exec(&env.db),
+    )
+    .await;
+    assert_eq!((rows.unwrap(), n), (0, 1), "another tenant's rows by id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
