@@ -164,14 +164,16 @@ impl TenantDb {
     }
 
     /// Runs the reads that return whole models or a count (`all`, `one`, `exists`,
-    /// `find_by_id`, `count`, paginator pages) and the single-row writes (insert, update, delete
-    /// by key) on `pipeline`, which sends the tenant binding, the statement and the `COMMIT` of
-    /// an RLS-mode statement together: one round trip instead of three.
+    /// `find_by_id`, `count`, paginator pages) and the writes (insert, update, delete by key,
+    /// `insert_many`, `update_many`, `delete_many`, upserts) on `pipeline`, which sends the
+    /// tenant binding, the statement and the `COMMIT` of an RLS-mode statement together: one
+    /// round trip instead of three.
     ///
     /// The same tenant predicate and, in RLS mode, the same `BEGIN; SET LOCAL ..` are sent; only
-    /// the driver differs. Transactions, system scopes, many-row writes and models with a field
-    /// type tokio-postgres cannot decode stay on the SeaORM connection; so does a write whose
-    /// SeaORM hooks use the database. See [`pipeline`](crate::pipeline).
+    /// the driver differs. Transactions, system scopes, joins, partial models and tuples, and
+    /// models with a field type tokio-postgres cannot decode stay on the SeaORM connection; so
+    /// does a write whose SeaORM hooks use the database. Each such operation says so at debug
+    /// level on the `tenant::pipeline` target. See [`pipeline`](crate::pipeline).
     ///
     /// Connect the pipeline as the same role as this handle's connection. In RLS mode its reads
     /// and writes fail with [`Error::BypassingRole`] when that role is a superuser or has `BYPASSRLS`

@@ -1,5 +1,5 @@
 //! The pipelined PostgreSQL executor: a second driver (tokio-postgres) for the reads whose rows
-//! this crate can decode itself, and for the single-row writes.
+//! this crate can decode itself, and for the writes.
 //!
 //! sqlx awaits every message before it sends the next, so in RLS mode a read costs three round
 //! trips: `BEGIN; SET LOCAL ..`, the statement, `COMMIT`. tokio-postgres writes requests as soon
@@ -12,14 +12,16 @@
 //! that accepts the column's type and every bound value has an encoding for its parameter's
 //! type; both are checked against the prepared statement before anything runs.
 //!
-//! Writes: insert, update and delete of one row by key, with the same checks. In RLS mode the
+//! Writes: insert, update and delete of one row by key, `insert_many`, `update_many`,
+//! `delete_many` and upserts, with the same checks. In RLS mode the
 //! binding, the write and `COMMIT` are one round trip; `after_save` runs once the write has
 //! committed, as SeaORM's does on a pool. A `before_save` that uses the database keeps the write
 //! on sqlx, in the hook's own tenant-bound unit. A statement PostgreSQL refuses took no effect
 //! and runs again on sqlx, so that its error is SeaORM's.
 //!
-//! Everything else (many-row writes, upserts, joins, partial models, every
-//! [`TenantTxn`](crate::TenantTxn) and system scope) stays on SeaORM's sqlx connection.
+//! Everything else (joins, partial models and tuples, every [`TenantTxn`](crate::TenantTxn) and
+//! system scope) stays on SeaORM's sqlx connection, and says so at debug level on the
+//! `tenant::pipeline` target; a statement the pipeline declines says why.
 
 use std::fmt;
 use std::sync::Arc;
