@@ -231,7 +231,7 @@ async fn every_refusal_has_its_status_and_a_reason_that_names_no_tenant() {
         f.provisioning.to_string(),
     );
     let unknown = Uuid::new_v4().to_string();
-    let cases: [(Headers<'_>, u16, &str); 11] = [
+    let cases: [(Headers<'_>, u16, &str); 12] = [
         (&[], 400, "the request names no tenant"),
         (
             &[("x-tenant", "")],
@@ -240,6 +240,12 @@ async fn every_refusal_has_its_status_and_a_reason_that_names_no_tenant() {
         ),
         (
             &[("x-tenant", "Acme!")],
+            400,
+            "the request's tenant is malformed",
+        ),
+        // No tenant can have it: the catalog's own slug rule.
+        (
+            &[("x-tenant", "-acme")],
             400,
             "the request's tenant is malformed",
         ),

@@ -223,12 +223,7 @@ impl NewTenant {
     /// Refuses what the catalog must not hold.
     fn validate(&self) -> Result<()> {
         let invalid = |field, reason| Err(Error::InvalidTenantEntry { field, reason });
-        let slug_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-        if self.slug.is_empty()
-            || self.slug.len() > 63
-            || !self.slug.chars().all(slug_char)
-            || self.slug.starts_with('-')
-        {
+        if !is_slug(&self.slug) {
             return invalid(
                 "slug",
                 "must be 1 to 63 lowercase letters, digits and hyphens, not starting with a hyphen",
@@ -759,4 +754,12 @@ mod tests {
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
     }
+}
+
+/// Whether `text` is a slug the catalog accepts: 1 to 63 lowercase letters, digits and hyphens,
+/// not starting with a hyphen. Request resolution asks the same, so that what no tenant could be
+/// called is malformed rather than unknown.
+pub(crate) fn is_slug(text: &str) -> bool {
+    let slug_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    !text.is_empty() && text.len() <= 63 && text.chars().all(slug_char) && !text.starts_with('-')
 }

@@ -379,8 +379,7 @@ impl Resolver {
         if let Ok(id) = text.parse::<TenantId>() {
             return Ok(Some(Named::Id(id)));
         }
-        let slug_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-        if self.catalog.is_some() && text.len() <= 63 && text.chars().all(slug_char) {
+        if self.catalog.is_some() && crate::catalog::is_slug(&text) {
             return Ok(Some(Named::Slug(text)));
         }
         malformed(if self.catalog.is_some() {
