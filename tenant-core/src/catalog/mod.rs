@@ -675,6 +675,14 @@ impl fmt::Debug for Catalog {
     }
 }
 
+/// Whether `text` is a slug the catalog accepts: 1 to 63 lowercase letters, digits and hyphens,
+/// not starting with a hyphen. Request resolution asks the same, so that what no tenant could be
+/// called is malformed rather than unknown.
+pub(crate) fn is_slug(text: &str) -> bool {
+    let slug_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    !text.is_empty() && text.len() <= 63 && text.chars().all(slug_char) && !text.starts_with('-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,12 +762,4 @@ mod tests {
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
     }
-}
-
-/// Whether `text` is a slug the catalog accepts: 1 to 63 lowercase letters, digits and hyphens,
-/// not starting with a hyphen. Request resolution asks the same, so that what no tenant could be
-/// called is malformed rather than unknown.
-pub(crate) fn is_slug(text: &str) -> bool {
-    let slug_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    !text.is_empty() && text.len() <= 63 && text.chars().all(slug_char) && !text.starts_with('-')
 }
