@@ -1,5 +1,6 @@
 //! Command-line arguments, parsed by hand: the bench has no dependencies of its own.
 
+use crate::databases::MAX_TENANTS;
 use crate::ops::{Group, Imp};
 use crate::report::Backend;
 
@@ -21,7 +22,9 @@ usage: cargo bench --all-features --bench tenancy -- [options]
                      repo-catalog (`repo` with a tenant catalog),
                      schema-rls, schema-rls-pipe (`rls` with every
                      tenant on a schema of its own; the last three
-                     not on Citus)                             [all]
+                     not on Citus), db-rls, db-rls-pipe (`rls` with
+                     every tenant on a database of its own, T <= 200;
+                     `--backend postgres` only)                [all]
   --only LIST        get, page, count, write (= insert, update
                      and delete)                               [all]
   --threads N        tokio worker threads of the client; 0: one thread
@@ -232,6 +235,23 @@ impl Args {
             && (databases == 0 || cap == 0)
         {
             return Err("`--fleet` and `--cap` must be at least 1".to_owned());
+        }
+        if args.mode == Mode::Measure && args.impls.iter().any(|i| i.database_tier()) {
+            if args.backends != [Backend::Postgres] {
+                return Err(
+                    "`db-rls` and `db-rls-pipe` (a database per tenant) run on PostgreSQL only, \
+                     not on SQLite or Citus: give `--backend postgres`"
+                        .to_owned(),
+                );
+            }
+            if let Some(&many) = args.tenants.iter().find(|&&t| t > MAX_TENANTS) {
+                return Err(format!(
+                    "the database tier's per-operation run (`db-rls`, `db-rls-pipe`) takes at most \
+                     {MAX_TENANTS} tenants, a database each with its pool open throughout, not \
+                     {many}; for more tenant databases behind a cap, `--fleet N --cap C` \
+                     measures the database tier under load"
+                ));
+            }
         }
         if args.tenants.contains(&0) || args.rows == 0 || args.workers.contains(&0) {
             return Err("tenants, rows and workers must be at least 1".to_owned());

@@ -138,6 +138,11 @@ impl Key {
     pub(crate) fn read(data: &DataSet, rng: &mut Rng) -> Self {
         let t = rng.below(data.tenants);
         let r = rng.below(data.rows);
+        Self::read_of(data, t, r)
+    }
+
+    /// A read of row `r` of tenant `t`.
+    pub(crate) fn read_of(data: &DataSet, t: u64, r: u64) -> Self {
         Self {
             tenant: data.tenant(t),
             id: data.row_id(t, r),
@@ -152,6 +157,15 @@ impl Key {
     pub(crate) fn write(data: &DataSet, rng: &mut Rng, unique: &[u64]) -> Self {
         let t = rng.below(data.tenants);
         let h = rng.next_u64();
+        Self::new_row(data, t, h, unique)
+    }
+
+    /// A new row for tenant `t`; `unique` makes its id unique in the run.
+    pub(crate) fn write_for(data: &DataSet, t: u64, unique: &[u64]) -> Self {
+        Self::new_row(data, t, hash(data.seed, unique), unique)
+    }
+
+    fn new_row(data: &DataSet, t: u64, h: u64, unique: &[u64]) -> Self {
         let word = WORDS[(h >> 12) as usize % WORDS.len()];
         Self {
             tenant: data.tenant(t),

@@ -11,105 +11,33 @@ use std::time::{Duration, Instant};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::SqlxPostgresConnector;
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sea_orm::sqlx::{self, ConnectOptions as _, PgPool};
-use tenant::catalog::{Catalog, NewTenant, TenantStatus};
-use tenant::{DatabaseTier, ResolveDatabase, ResolveError, Rls, TenantDb, TenantId, TenantRepo};
+use sea_orm::sqlx::PgPool;
+use sea_orm::sqlx::postgres::PgPoolOptions;
+use tenant::catalog::Catalog;
+use tenant::{DatabaseTier, Rls, TenantDb, TenantId, TenantRepo};
 
 use crate::Result;
 use crate::args::Args;
 use crate::data::{Rng, uuid};
+use crate::databases::{self, TenantDatabases};
 use crate::entity::item;
 use crate::pg;
-
-/// Resolves `fleet:<n>` to the `n`th tenant database's URL.
-struct Urls(Vec<String>);
-
-#[async_trait::async_trait]
-impl ResolveDatabase for Urls {
-    async fn resolve(&self, _: TenantId, reference: &str) -> Result<String, ResolveError> {
-        let n: usize = reference
-            .strip_prefix("fleet:")
-            .ok_or("not a `fleet:` reference")?
-            .parse()?;
-        Ok(self.0.get(n).ok_or("no such fleet database")?.clone())
-    }
-}
-
-fn options(url: &str) -> Result<PgConnectOptions> {
-    Ok(url.parse::<PgConnectOptions>()?.disable_statement_logging())
-}
-
-/// `url` naming database `name` instead.
-fn with_database(url: &str, name: &str) -> Result<String> {
-    let (base, _) = url.rsplit_once('/').ok_or("a URL with a database name")?;
-    Ok(format!("{base}/{name}"))
-}
-
-/// The tenant databases, dropped when this is.
-struct Databases {
-    admin: PgPool,
-    names: Vec<String>,
-}
-
-impl Databases {
-    async fn drop_all(&self) {
-        for name in &self.names {
-            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&self.admin)
-                .await
-            {
-                eprintln!("warning: could not drop {name}: {e}");
-            }
-        }
-    }
-}
+use crate::setup::{one_connection, pg_options};
 
 pub(crate) async fn main(args: &Args, databases: usize, cap: u32) -> Result<()> {
     let workers = args.workers[0];
     let started = Instant::now();
     let control = pg::fresh_database().await;
-    let template = pg::fresh_database().await;
-    let tables = tenant::TenantTables::new()
+    let admin = one_connection(&control.admin_url).await?;
+    tenant::TenantTables::new()
         .table::<item::Entity>()
-        .rls(Rls::default());
-    for db in [&control, &template] {
-        let owner = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options(&db.admin_url)?)
-            .await?;
-        tables
-            .create(&SqlxPostgresConnector::from_sqlx_postgres_pool(
-                owner.clone(),
-            ))
-            .await?;
-        owner.close().await;
-    }
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options(&control.admin_url)?)
+        .rls(Rls::default())
+        .create(&SqlxPostgresConnector::from_sqlx_postgres_pool(
+            admin.clone(),
+        ))
         .await?;
-    let mut fleet = Databases {
-        admin: admin.clone(),
-        names: Vec::new(),
-    };
-    let made = Instant::now();
-    let mut urls = Vec::new();
-    for i in 0..databases {
-        let name = format!("{}_f{i}", template.name);
-        let sql = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", template.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&admin)
-            .await?;
-        urls.push(with_database(&template.app_url, &name)?);
-        fleet.names.push(name);
-    }
-    eprintln!(
-        "  {databases} tenant databases: {:.1} s",
-        made.elapsed().as_secs_f64()
-    );
-    let outcome = measure(args, &control, &admin, urls, databases, cap, workers).await;
+    let fleet = TenantDatabases::create(&admin, databases).await?;
+    let outcome = measure(args, &control, &admin, &fleet, cap, workers).await;
     fleet.drop_all().await;
     admin.close().await;
     let (tiered, shared, pools_opened) = outcome?;
@@ -181,33 +109,26 @@ async fn measure(
     args: &Args,
     control: &pg::TestDb,
     admin: &PgPool,
-    urls: Vec<String>,
-    databases: usize,
+    fleet: &TenantDatabases,
     cap: u32,
     workers: usize,
 ) -> Result<(Run, Run, usize)> {
     let owner = SqlxPostgresConnector::from_sqlx_postgres_pool(admin.clone());
     let catalog = Catalog::with_max_staleness(owner, Duration::from_hours(1));
     catalog.create_table().await?;
-    let tenant = |i: usize| TenantId::from(uuid(args.seed, &[0xf1ee7, i as u64]));
-    for i in 0..databases {
-        catalog
-            .register(
-                NewTenant::database(tenant(i), format!("f{i}"), format!("fleet:{i}"))
-                    .status(TenantStatus::Active),
-            )
-            .await?;
-        catalog.lookup(tenant(i)).await?;
-    }
+    let tenants: Vec<TenantId> = (0..fleet.names().len())
+        .map(|i| TenantId::from(uuid(args.seed, &[0xf1ee7, i as u64])))
+        .collect();
+    databases::register(&catalog, &tenants).await?;
     let app = PgPoolOptions::new()
         .max_connections(u32::try_from(workers)?)
-        .connect_with(options(&control.app_url)?)
+        .connect_with(pg_options(&control.app_url)?)
         .await?;
     let shared = TenantDb::with_rls(
         SqlxPostgresConnector::from_sqlx_postgres_pool(app),
         Rls::default(),
     )?;
-    let tier = DatabaseTier::new(Urls(urls))
+    let tier = DatabaseTier::new(fleet.resolver())
         .max_connections(cap)
         .per_tenant(1)
         .acquire_timeout(Duration::from_mins(2));
@@ -215,10 +136,13 @@ async fn measure(
         .clone()
         .with_catalog(catalog)
         .with_database_tier(tier)?;
-    let tenants: Arc<Vec<TenantId>> = Arc::new((0..databases).map(tenant).collect());
+    let tenants = Arc::new(tenants);
     eprintln!("  database tier: {workers} workers, {} requests", args.ops);
     let on_tiers = requests(args, &tiered, &tenants, workers).await;
     let pools_opened = tiered.database_tier().map_or(0, DatabaseTier::pools_opened);
+    if let Some(tier) = tiered.database_tier() {
+        tier.close().await;
+    }
     eprintln!("  shared tier: the same requests");
     let on_shared = requests(args, &shared, &tenants, workers).await;
     Ok((on_tiers, on_shared, pools_opened))

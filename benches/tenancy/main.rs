@@ -19,6 +19,7 @@ mod pg;
 
 mod args;
 mod data;
+mod databases;
 mod entity;
 mod fleet;
 mod ops;

@@ -3,13 +3,15 @@
 //! and the result checked, so that an implementation that quietly reads nothing (an RLS binding
 //! gone wrong) fails the run instead of looking fast.
 
+use std::fmt::Write as _;
+
 use sea_orm::ActiveValue::{Set, Unchanged};
 use sea_orm::sqlx::{self, PgPool, Row as _, SqlitePool};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
-use tenant::{TenantDb, TenantId, TenantRepo};
+use tenant::{DatabaseTier, TenantDb, TenantId, TenantRepo};
 
 use crate::Result;
 use crate::data::{Key, Row};
@@ -50,6 +52,12 @@ pub(crate) enum Imp {
     SchemaRls,
     /// [`Imp::SchemaRls`] on the pipelined executor.
     SchemaRlsPipe,
+    /// [`Imp::Rls`] with every tenant on the database tier: a database of its own holding its
+    /// rows, behind a `DatabaseTier` with room for all of them. Not in the default set (it makes
+    /// a database per tenant).
+    DbRls,
+    /// [`Imp::DbRls`] with a pipelined executor per tenant database (`DatabaseTier::pipeline`).
+    DbRlsPipe,
 }
 
 impl Imp {
@@ -65,7 +73,7 @@ impl Imp {
     ];
 
     /// Every implementation, the opt-in ones too: the order of the report's rows.
-    pub(crate) const EVERY: [Imp; 11] = [
+    pub(crate) const EVERY: [Imp; 13] = [
         Imp::Sqlx,
         Imp::SeaOrm,
         Imp::Repo,
@@ -75,6 +83,8 @@ impl Imp {
         Imp::RlsPipe,
         Imp::SchemaRls,
         Imp::SchemaRlsPipe,
+        Imp::DbRls,
+        Imp::DbRlsPipe,
         Imp::SqlxTxn,
         Imp::SqlxSetLocal,
     ];
@@ -92,9 +102,11 @@ impl Imp {
             "repo-catalog" => Imp::RepoCatalog,
             "schema-rls" => Imp::SchemaRls,
             "schema-rls-pipe" => Imp::SchemaRlsPipe,
+            "db-rls" => Imp::DbRls,
+            "db-rls-pipe" => Imp::DbRlsPipe,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`, `db-rls`, `db-rls-pipe`"
                 ));
             }
         })
@@ -114,7 +126,14 @@ impl Imp {
             Imp::RepoCatalog => "TenantRepo (app), catalog",
             Imp::SchemaRls => "schema tier, RLS",
             Imp::SchemaRlsPipe => "schema tier, RLS, pipeline",
+            Imp::DbRls => "database tier, RLS",
+            Imp::DbRlsPipe => "database tier, RLS, pipeline",
         }
+    }
+
+    /// Whether it runs on the database tier.
+    pub(crate) fn database_tier(self) -> bool {
+        matches!(self, Imp::DbRls | Imp::DbRlsPipe)
     }
 
     /// Whether it needs PostgreSQL (Row-Level Security).
@@ -128,6 +147,8 @@ impl Imp {
                 | Imp::RlsPipe
                 | Imp::SchemaRls
                 | Imp::SchemaRlsPipe
+                | Imp::DbRls
+                | Imp::DbRlsPipe
         )
     }
 }
@@ -250,6 +271,8 @@ pub(crate) struct Target {
     /// RLS mode over the app role's pool, with a catalog putting every tenant in a schema of its
     /// own, without and with a pipeline (PostgreSQL, when asked for).
     pub(crate) schema_rls: Option<(TenantDb, TenantDb)>,
+    /// RLS mode with every tenant in a database of its own (PostgreSQL, when asked for).
+    pub(crate) db_rls: Option<DbTier>,
     /// Rows per tenant: what `count` must return.
     pub(crate) rows: u64,
 }
@@ -299,6 +322,13 @@ impl Target {
                     .ok_or("the schema tier needs PostgreSQL")?;
                 repo(if imp == Imp::SchemaRls { sqlx } else { piped }, op, key).await?
             }
+            (Imp::DbRls | Imp::DbRlsPipe, _) => {
+                let tier = self
+                    .db_rls
+                    .as_ref()
+                    .ok_or("the database tier needs PostgreSQL")?;
+                repo(tier.handle(imp), op, key).await?
+            }
             (Imp::SqlxTxn, Raw::Postgres { app, .. }) => pg_set_config(app, op, key).await?,
             (Imp::SqlxSetLocal, Raw::Postgres { app, .. }) => pg_set_local(app, op, key).await?,
             (Imp::SqlxTxn | Imp::SqlxSetLocal, Raw::Sqlite(_)) => {
@@ -330,6 +360,72 @@ impl Target {
             )
             .into())
         }
+    }
+}
+
+/// RLS mode over the shared data set's app pool, with a catalog putting every tenant in a
+/// database of its own, and a `DatabaseTier` serving those databases: its pools (and, for
+/// `piped`, pipelines) of `per_tenant` connections each, room for all of them at once.
+#[derive(Debug)]
+pub(crate) struct DbTier {
+    pub(crate) sqlx: TenantDb,
+    pub(crate) piped: TenantDb,
+    pub(crate) per_tenant: u32,
+}
+
+impl DbTier {
+    /// The handle `imp` runs on.
+    pub(crate) fn handle(&self, imp: Imp) -> &TenantDb {
+        if imp == Imp::DbRlsPipe {
+            &self.piped
+        } else {
+            &self.sqlx
+        }
+    }
+
+    /// The tier behind `imp`'s handle.
+    pub(crate) fn tier(&self, imp: Imp) -> Option<&DatabaseTier> {
+        self.handle(imp).database_tier()
+    }
+
+    /// What the tiers of `imps` did in a cell of `tenants` tenants: the pools they opened (one
+    /// per tenant database when none was closed to make room) and the statements the tenant
+    /// databases' pipelines ran.
+    pub(crate) fn describe(&self, imps: &[Imp], tenants: u64, workers: usize) -> String {
+        let n = self.per_tenant;
+        let mut text = format!(
+            "database tier at T={tenants}, C={workers}: pools of {n} connection{} per tenant \
+             database, room for all of them",
+            if n == 1 { "" } else { "s" }
+        );
+        for &imp in imps.iter().filter(|imp| imp.database_tier()) {
+            let Some(tier) = self.tier(imp) else {
+                continue;
+            };
+            let opened = tier.pools_opened() as u64;
+            let _ = write!(
+                text,
+                "; `{}` opened {opened} pools ({})",
+                if imp == Imp::DbRls {
+                    "db-rls"
+                } else {
+                    "db-rls-pipe"
+                },
+                if opened == tenants {
+                    "one per tenant database: none closed to make room"
+                } else {
+                    "not one per tenant database: some closed to make room"
+                },
+            );
+            if imp == Imp::DbRlsPipe {
+                let _ = write!(
+                    text,
+                    " with a pipeline of {n} each, which ran {} statements",
+                    tier.pipelined_statements()
+                );
+            }
+        }
+        text
     }
 }
 

@@ -11,7 +11,7 @@ use crate::args::{Args, Mode};
 use crate::data::{DataSet, Key, Rng};
 use crate::ops::{Group, Imp, Op, Target};
 use crate::report::{self, Backend, CellKey, Results};
-use crate::setup::{self, timed};
+use crate::setup::{self, Tiers, timed};
 
 pub(crate) async fn main(args: &Args) -> Result<()> {
     if args.mode == Mode::Statements {
@@ -68,14 +68,12 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
                     let seeded = timed("seed", setup::pg_seed(&data)).await?;
                     if results.postgres_version.is_none() {
                         results.postgres_version = Some(setup::pg_version(&seeded.admin).await?);
+                        // Every data set's, before the first is measured.
+                        setup::check_connections(&seeded.admin, args).await?;
                     }
-                    let schemas = args
-                        .impls
-                        .iter()
-                        .any(|i| matches!(i, Imp::SchemaRls | Imp::SchemaRlsPipe));
                     for &workers in &args.workers {
                         let target = seeded
-                            .target(&data, workers, args.ping_on_acquire, schemas)
+                            .target(&data, workers, args.ping_on_acquire, Tiers::of(&args.impls))
                             .await?;
                         measure(args, backend, &data, workers, target, &mut results).await?;
                     }
@@ -118,7 +116,7 @@ async fn on_citus(
     let measured = async {
         for &workers in &args.workers {
             let target = seeded
-                .target(data, workers, args.ping_on_acquire, false)
+                .target(data, workers, args.ping_on_acquire, Tiers::default())
                 .await?;
             measure(args, Backend::Citus, data, workers, target, results).await?;
         }
@@ -148,6 +146,7 @@ async fn measure(
         data,
         workers,
     };
+    run.warm_tenant_databases(&imps).await?;
     // Warm-up: connections, prepared statements, the buffer cache, the allocator.
     for &group in &args.groups {
         for &imp in &imps {
@@ -176,6 +175,11 @@ async fn measure(
                 }
             }
         }
+    }
+    if let Some(tier) = &target.db_rls {
+        results
+            .notes
+            .push(tier.describe(&imps, data.tenants, workers));
     }
     target.close().await;
     eprintln!(
@@ -244,6 +248,37 @@ struct Runner<'a> {
 type Phase = (Op, Duration, Vec<u64>);
 
 impl Runner<'_> {
+    /// Opens every tenant database's connections and prepares every operation's statements on
+    /// them before anything is measured: the warm-up blocks' random keys reach each tenant only
+    /// by chance, and a pool opened or a statement prepared inside a measured block would be
+    /// counted against the operation. Each tenant's operations run `per_tenant` at a time, so
+    /// that every connection of its pool (and pipeline) takes them.
+    async fn warm_tenant_databases(&self, imps: &[Imp]) -> Result<()> {
+        let Some(tier) = &self.target.db_rls else {
+            return Ok(());
+        };
+        let data = self.data;
+        let at_once = u64::from(tier.per_tenant);
+        for &imp in imps.iter().filter(|imp| imp.database_tier()) {
+            for t in 0..data.tenants {
+                let reads: Vec<Key> = (0..at_once)
+                    .map(|j| Key::read_of(data, t, j % data.rows))
+                    .collect();
+                let writes: Vec<Key> = (0..at_once)
+                    .map(|j| Key::write_for(data, t, &[0xdb_3a4, imp as u64, t, j]))
+                    .collect();
+                for op in Op::ALL {
+                    let keys = if op.is_read() { &reads } else { &writes };
+                    futures::future::try_join_all(
+                        keys.iter().map(|key| self.target.run(imp, op, key)),
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `n` operations of `group` through `imp`, split over the workers. The keys depend on the
     /// round, not on the implementation: every implementation reads the same rows.
     async fn block(&self, imp: Imp, group: Group, n: usize, round: u64) -> Result<Vec<Phase>> {
@@ -347,13 +382,17 @@ async fn statements(args: &Args) -> Result<()> {
     )))
     .execute(&seeded.admin)
     .await?;
-    let schemas = args
-        .impls
-        .iter()
-        .any(|i| matches!(i, Imp::SchemaRls | Imp::SchemaRlsPipe));
     let target = seeded
-        .target(&data, 1, args.ping_on_acquire, schemas)
+        .target(&data, 1, args.ping_on_acquire, Tiers::of(&args.impls))
         .await?;
+    // The tenant databases log too; their pools connect on first use, after this.
+    for name in seeded.tenant_databases() {
+        sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{name}\" SET log_min_duration_statement = 0"
+        )))
+        .execute(&seeded.admin)
+        .await?;
+    }
     // Sessions read the setting when they start: the markers need a connection of their own.
     let markers = sea_orm::sqlx::PgPool::connect(&db.admin_url).await?;
     let marker = |text: String| {

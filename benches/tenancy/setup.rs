@@ -11,6 +11,10 @@
 //! `tenant_id`, the policy without a subquery) in the database `CITUS_URL` names, the RLS role
 //! [`CITUS_APP_ROLE`] with `citus.propagate_set_commands = 'local'` so that `SET LOCAL` reaches
 //! the workers, and the same plain role.
+//!
+//! The schema and database tiers (`schema-rls`, `db-rls` and their pipelined forms), when asked
+//! for: each tenant's rows in a schema or a database of its own, and a catalog saying
+//! so, in a database of its own.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -25,12 +29,14 @@ use sea_orm::sqlx::{
 };
 use sea_orm::{SqlxPostgresConnector, SqlxSqliteConnector};
 use tenant::catalog::{Catalog, NewTenant, TenantStatus};
-use tenant::{Pipeline, PolicyForm, Rls, TenantDb, TenantId, TenantTables};
+use tenant::{DatabaseTier, Pipeline, PolicyForm, Rls, TenantDb, TenantId, TenantTables};
 
 use crate::Result;
+use crate::args::Args;
 use crate::data::{DataSet, Row};
+use crate::databases::{self, TenantDatabases};
 use crate::entity::item;
-use crate::ops::{Raw, Target};
+use crate::ops::{DbTier, Imp, Raw, Target};
 use crate::pg;
 
 /// The role the non-RLS implementations connect as (see the module docs).
@@ -56,6 +62,8 @@ pub(crate) struct PgData {
     pub(crate) plain_url: String,
     /// Every tenant's copy of `item` in a schema of its own, provisioned when first asked for.
     schemas: tokio::sync::OnceCell<SchemaTier>,
+    /// Every tenant's copy of `item` in a database of its own, provisioned when first asked for.
+    databases: tokio::sync::OnceCell<DatabaseTierData>,
 }
 
 /// Where a PostgreSQL data set is.
@@ -78,8 +86,38 @@ struct SchemaTier {
     catalog: Catalog,
 }
 
+/// The database tier of a data set: a database per tenant holding its rows, and the catalog that
+/// says so, in a database of its own.
+#[derive(Debug)]
+struct DatabaseTierData {
+    /// Dropped (every tenant database) when this is dropped.
+    databases: TenantDatabases,
+    catalog: Catalog,
+    /// Dropped (with the catalog's database) when this is dropped.
+    _catalog_db: pg::TestDb,
+}
+
+/// Which tiers besides the shared one a target serves.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tiers {
+    pub(crate) schemas: bool,
+    pub(crate) databases: bool,
+}
+
+impl Tiers {
+    /// The tiers `imps` run on.
+    pub(crate) fn of(imps: &[Imp]) -> Self {
+        Self {
+            schemas: imps
+                .iter()
+                .any(|i| matches!(i, Imp::SchemaRls | Imp::SchemaRlsPipe)),
+            databases: imps.iter().any(|i| i.database_tier()),
+        }
+    }
+}
+
 /// Connect options with sqlx's statement logging off: nothing is logged while measuring.
-fn pg_options(url: &str) -> Result<PgConnectOptions> {
+pub(crate) fn pg_options(url: &str) -> Result<PgConnectOptions> {
     Ok(PgConnectOptions::from_str(url)?.disable_statement_logging())
 }
 
@@ -97,7 +135,7 @@ pub(crate) async fn pg_version(admin: &PgPool) -> Result<String> {
 }
 
 /// A pool of one connection, for setup.
-async fn one_connection(url: &str) -> Result<PgPool> {
+pub(crate) async fn one_connection(url: &str) -> Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(1)
         .connect_with(pg_options(url)?)
@@ -118,6 +156,16 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The rows of `item` a connection to `url` sees.
+async fn count_rows(url: &str) -> Result<u64> {
+    let pool = one_connection(url).await?;
+    let counted = sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM item")
+        .fetch_one(&pool)
+        .await;
+    pool.close().await;
+    Ok(u64::try_from(counted?.0)?)
+}
+
 /// A fresh database with the table, the policy, the roles' grants and the data set.
 pub(crate) async fn pg_seed(data: &DataSet) -> Result<PgData> {
     let db = pg::fresh_database().await;
@@ -129,13 +177,14 @@ pub(crate) async fn pg_seed(data: &DataSet) -> Result<PgData> {
         .create(&owner)
         .await?;
     create_role(&admin, PLAIN_ROLE, true).await?;
-    seed_rows(&admin, data).await?;
+    seed_rows(&admin, data.rows_in_order()).await?;
     let seeded = PgData {
         plain_url: with_user(&db.app_url, PLAIN_ROLE, PLAIN_ROLE)?,
         app_url: db.app_url.clone(),
         home: Home::Database(db),
         admin,
         schemas: tokio::sync::OnceCell::new(),
+        databases: tokio::sync::OnceCell::new(),
     };
     seeded.check_roles(data).await?;
     Ok(seeded)
@@ -161,24 +210,26 @@ async fn create_role(admin: &PgPool, role: &str, bypass: bool) -> Result<()> {
     Ok(())
 }
 
-/// The data set, by `INSERT .. SELECT FROM UNNEST(..)` in batches, then `VACUUM (ANALYZE)`.
-async fn seed_rows(admin: &PgPool, data: &DataSet) -> Result<()> {
+/// `rows`, by `INSERT .. SELECT FROM UNNEST(..)` in batches, then `VACUUM (ANALYZE)`; how many
+/// were inserted.
+async fn seed_rows(admin: &PgPool, rows: impl Iterator<Item = Row>) -> Result<u64> {
     let mut batch = Columns::with_capacity(PG_BATCH);
-    for row in data.rows_in_order() {
+    let mut inserted = 0;
+    for row in rows {
         batch.push(row);
         if batch.len() == PG_BATCH {
-            batch.insert_pg(admin).await?;
+            inserted += batch.insert_pg(admin).await?;
         }
     }
     if batch.len() > 0 {
-        batch.insert_pg(admin).await?;
+        inserted += batch.insert_pg(admin).await?;
     }
     // Statistics for the planner and a visibility map for index-only counts, as autovacuum
     // would have made them on a table that has been in use.
     sqlx::raw_sql("VACUUM (ANALYZE) item")
         .execute(admin)
         .await?;
-    Ok(())
+    Ok(inserted)
 }
 
 /// A Citus coordinator, from `CITUS_URL`, checked before anything is measured.
@@ -261,6 +312,7 @@ pub(crate) async fn citus_seed(citus: &Citus, data: &DataSet) -> Result<PgData> 
         home: Home::Citus,
         admin,
         schemas: tokio::sync::OnceCell::new(),
+        databases: tokio::sync::OnceCell::new(),
     };
     seeded.drop_tables().await?;
     // `.distributed()`: keys `(tenant_id, id)` and `create_distributed_table` by `tenant_id`.
@@ -278,7 +330,7 @@ pub(crate) async fn citus_seed(citus: &Citus, data: &DataSet) -> Result<PgData> 
     )))
     .execute(&seeded.admin)
     .await?;
-    seed_rows(&seeded.admin, data).await?;
+    seed_rows(&seeded.admin, data.rows_in_order()).await?;
     seeded.check_roles(data).await?;
     Ok(seeded)
 }
@@ -328,16 +380,8 @@ impl PgData {
     /// everything; on Citus also that the table is distributed and that a bound read sees the
     /// tenant's rows, which it only does when the binding reaches the worker holding them.
     async fn check_roles(&self, data: &DataSet) -> Result<()> {
-        let count = |url: String| async move {
-            let pool = one_connection(&url).await?;
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM item")
-                .fetch_one(&pool)
-                .await?;
-            pool.close().await;
-            Ok::<_, crate::BoxError>(u64::try_from(n)?)
-        };
-        let app = count(self.app_url.clone()).await?;
-        let plain = count(self.plain_url.clone()).await?;
+        let app = count_rows(&self.app_url).await?;
+        let plain = count_rows(&self.plain_url).await?;
         if app != 0 || plain != data.tenants * data.rows {
             return Err(format!(
                 "setup is wrong: `{}` sees {app} rows without a tenant (want 0), \
@@ -421,7 +465,7 @@ impl PgData {
         data: &DataSet,
         workers: usize,
         ping: bool,
-        schemas: bool,
+        tiers: Tiers,
     ) -> Result<Target> {
         let pool = |url: String| async move {
             let workers = u32::try_from(workers)?;
@@ -463,7 +507,7 @@ impl PgData {
         let rls_pipe = rls
             .clone()
             .with_pipeline(pipeline(self.app_url.clone()).await?)?;
-        let schema_rls = if schemas {
+        let schema_rls = if tiers.schemas {
             let tier = self
                 .schemas
                 .get_or_try_init(|| timed("schema tier", self.provision_schemas(data)))
@@ -476,6 +520,15 @@ impl PgData {
         } else {
             None
         };
+        let db_rls = if tiers.databases {
+            let provisioned = self
+                .databases
+                .get_or_try_init(|| timed("database tier", self.provision_databases(data)))
+                .await?;
+            Some(provisioned.handles(&rls, data.tenants, workers)?)
+        } else {
+            None
+        };
         // The catalog's table would share the coordinator's database with whatever else uses
         // it, and what the catalog costs is on the client: not on Citus.
         let repo_catalog = if citus {
@@ -485,6 +538,7 @@ impl PgData {
         };
         Ok(Target {
             schema_rls,
+            db_rls,
             raw: Raw::Postgres { plain, app },
             repo_catalog,
             repo,
@@ -553,6 +607,147 @@ impl PgData {
     }
 }
 
+impl PgData {
+    /// A database per tenant (copies of one template with `item`, its policy and the app role's
+    /// grants) holding exactly that tenant's rows, the same as in the shared table, each
+    /// vacuumed and analysed; and a catalog in a database of its own listing every tenant on the
+    /// database tier, every entry cached.
+    async fn provision_databases(&self, data: &DataSet) -> Result<DatabaseTierData> {
+        let databases =
+            TenantDatabases::create(&self.admin, usize::try_from(data.tenants)?).await?;
+        for t in 0..data.tenants {
+            let admin = one_connection(&databases.admin_url(usize::try_from(t)?)).await?;
+            let seeded = seed_rows(&admin, (0..data.rows).map(|r| data.row(t, r))).await;
+            admin.close().await;
+            if seeded? != data.rows {
+                return Err(
+                    format!("setup is wrong: tenant database {t} did not get its rows").into(),
+                );
+            }
+        }
+        // The policy holds there too: without a bound tenant the app role sees nothing.
+        let unbound = count_rows(&databases.app_url(0)).await?;
+        if unbound != 0 {
+            return Err(format!(
+                "setup is wrong: `{}` sees {unbound} rows of a tenant database without a tenant \
+                 (want 0)",
+                pg::cluster().app_role()
+            )
+            .into());
+        }
+        let catalog_db = pg::fresh_database().await;
+        let catalog = Catalog::with_max_staleness(
+            SqlxPostgresConnector::from_sqlx_postgres_pool(
+                one_connection(&catalog_db.admin_url).await?,
+            ),
+            Duration::from_hours(1),
+        );
+        catalog.create_table().await?;
+        let tenants: Vec<TenantId> = (0..data.tenants)
+            .map(|t| TenantId::from(data.tenant(t)))
+            .collect();
+        databases::register(&catalog, &tenants).await?;
+        Ok(DatabaseTierData {
+            databases,
+            catalog,
+            _catalog_db: catalog_db,
+        })
+    }
+
+    /// The names of the tenant databases, once provisioned.
+    pub(crate) fn tenant_databases(&self) -> &[String] {
+        self.databases
+            .get()
+            .map_or(&[], |tier| tier.databases.names())
+    }
+}
+
+impl DatabaseTierData {
+    /// RLS mode on `rls`'s pool with this catalog, and a database tier for `workers` workers
+    /// over `tenants` tenants, without and with a pipeline per tenant database.
+    fn handles(&self, rls: &TenantDb, tenants: u64, workers: usize) -> Result<DbTier> {
+        let per_tenant = databases::per_tenant(tenants, workers);
+        let tier = |pipeline: u32| -> Result<DatabaseTier> {
+            let tier = DatabaseTier::new(self.databases.resolver())
+                // Room for every tenant database at once: no pool is closed to make room while
+                // measuring, which is the cost `--fleet` measures, not this.
+                .max_connections(u32::try_from(tenants)? * (per_tenant + pipeline))
+                .per_tenant(per_tenant)
+                .acquire_timeout(Duration::from_mins(1))
+                // Nor closed for idling while the other implementations' blocks run.
+                .idle_timeout(Duration::from_hours(1));
+            Ok(match pipeline {
+                0 => tier,
+                size => tier.pipeline(usize::try_from(size)?),
+            })
+        };
+        let handle = |tier| {
+            rls.clone()
+                .with_catalog(self.catalog.clone())
+                .with_database_tier(tier)
+        };
+        Ok(DbTier {
+            sqlx: handle(tier(0)?)?,
+            piped: handle(tier(per_tenant)?)?,
+            per_tenant,
+        })
+    }
+}
+
+/// Connections a cell holds besides the database tier's: the target's pools of `workers` each
+/// (plain and app; a pipeline each for `repo-pipe` and `rls-pipe`, and for the schema tier's),
+/// and a few for setup (the data set's owner, the catalogs' owners).
+fn other_connections(workers: usize, schemas: bool) -> u64 {
+    let pools = if schemas { 5 } else { 4 };
+    pools * workers as u64 + 4
+}
+
+/// Refuses a run whose database tier would need more connections than the server takes: with
+/// `db-rls` and `db-rls-pipe` every tenant database's pool (and pipeline) stays open for the
+/// whole cell. Counted at their caps, the most they may hold.
+pub(crate) async fn check_connections(admin: &PgPool, args: &Args) -> Result<()> {
+    let tiers = Tiers::of(&args.impls);
+    if !tiers.databases {
+        return Ok(());
+    }
+    let (max, reserved, in_use): (i32, i32, i64) = sqlx::query_as(
+        "SELECT current_setting('max_connections')::int4, \
+                current_setting('superuser_reserved_connections')::int4 \
+                + COALESCE(current_setting('reserved_connections', true)::int4, 0), \
+                (SELECT count(*) FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())",
+    )
+    .fetch_one(admin)
+    .await?;
+    let room = i64::from(max) - i64::from(reserved) - in_use;
+    for &tenants in &args.tenants {
+        for &workers in &args.workers {
+            let per_tenant = u64::from(databases::per_tenant(tenants, workers));
+            let mut tier = 0;
+            if args.impls.contains(&Imp::DbRls) {
+                tier += tenants * per_tenant;
+            }
+            if args.impls.contains(&Imp::DbRlsPipe) {
+                tier += tenants * 2 * per_tenant;
+            }
+            let need = tier + other_connections(workers, tiers.schemas);
+            if i64::try_from(need)? > room {
+                return Err(format!(
+                    "the database tier at T={tenants}, C={workers} may hold {tier} connections \
+                     to tenant databases (a pool of {per_tenant} per tenant database for \
+                     `db-rls`; a pool and a pipeline of {per_tenant} each for `db-rls-pipe`), \
+                     {need} with the other implementations' pools, but the server takes {room} \
+                     more (max_connections {max}, {reserved} reserved, {in_use} in use): use \
+                     fewer tenants, one of `db-rls` and `db-rls-pipe` at a time, or a server \
+                     with a higher max_connections (DATABASE_URL)"
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Seed rows as columns, for `UNNEST`.
 struct Columns {
     id: Vec<sea_orm::prelude::Uuid>,
@@ -585,11 +780,11 @@ impl Columns {
         self.created_at.push(row.created_at);
     }
 
-    /// One `INSERT .. SELECT FROM UNNEST(..)` of the batch; empties it.
-    async fn insert_pg(&mut self, admin: &PgPool) -> Result<()> {
+    /// One `INSERT .. SELECT FROM UNNEST(..)` of the batch; empties it. Rows inserted.
+    async fn insert_pg(&mut self, admin: &PgPool) -> Result<u64> {
         let n = self.len();
         let batch = std::mem::replace(self, Self::with_capacity(n));
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO item (id, tenant_id, label, qty, created_at) \
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::timestamptz[])",
         )
@@ -600,7 +795,7 @@ impl Columns {
         .bind(batch.created_at)
         .execute(admin)
         .await?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 }
 
@@ -701,6 +896,7 @@ impl SqliteData {
             raw: Raw::Sqlite(pool),
             repo_catalog: Some(with_catalog(&orm, data, None).await?),
             schema_rls: None,
+            db_rls: None,
             repo: TenantDb::new(orm.clone()),
             orm,
             rls: None,
@@ -720,6 +916,13 @@ impl Drop for SqliteData {
 impl Target {
     /// Closes the pools.
     pub(crate) async fn close(&self) {
+        if let Some(tier) = &self.db_rls {
+            for imp in [Imp::DbRls, Imp::DbRlsPipe] {
+                if let Some(tier) = tier.tier(imp) {
+                    tier.close().await;
+                }
+            }
+        }
         match &self.raw {
             Raw::Postgres { plain, app } => {
                 plain.close().await;
