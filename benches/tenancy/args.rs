@@ -15,8 +15,14 @@ usage: cargo bench --all-features --bench tenancy -- [options]
   --rounds N         interleaved blocks each cell is split in  [20]
   --backend LIST     postgres, sqlite, citus (only when named:
                      the Citus cluster of CITUS_URL)           [postgres,sqlite]
-  --impls LIST       sqlx, seaorm, repo, repo-pipe, rls,
-                     rls-pipe, sqlx-txn; and, only when named,
+  --impls LIST       sqlx, tokio-pg, seaorm, repo, repo-pipe, rls,
+                     rls-pipe, sqlx-txn, tokio-pg-rls (tokio-pg:
+                     raw sqlx's SQL on tokio-postgres, prepared, as
+                     the plain role; tokio-pg-rls: the same as the
+                     RLS role, `BEGIN; SET LOCAL ..`, the statement
+                     and `COMMIT` issued together, one round trip;
+                     both PostgreSQL only, tokio-pg-rls not on
+                     Citus); and, only when named,
                      sqlx-set-local (`sqlx-txn` binding with SET
                      LOCAL; on Citus it replaces `sqlx-txn`),
                      repo-catalog (`repo` with a tenant catalog),
@@ -26,7 +32,11 @@ usage: cargo bench --all-features --bench tenancy -- [options]
                      every tenant on a database of its own, T <= 200;
                      `--backend postgres` only)                [all]
   --only LIST        get, page, count, write (= insert, update
-                     and delete)                               [all]
+                     and delete), many (= update many: qty + 1
+                     on 5 rows of a tenant)                    [all]
+  --cluster          after seeding each PostgreSQL data set (not on Citus):
+                     `CLUSTER item USING` its (tenant_id, created_at) index,
+                     then `VACUUM (ANALYZE) item`: each tenant's rows together
   --threads N        tokio worker threads of the client; 0: one thread
                      (current-thread runtime)                  [2]
   --seed N           seed of the data and of the key choices   [20251125]
@@ -69,6 +79,7 @@ pub(crate) struct Args {
     pub(crate) threads: usize,
     pub(crate) ping_on_acquire: bool,
     pub(crate) cpu_qos: bool,
+    pub(crate) layout: Layout,
     pub(crate) mode: Mode,
     pub(crate) quick: bool,
 }
@@ -83,6 +94,16 @@ pub(crate) enum Mode {
         databases: usize,
         cap: u32,
     },
+}
+
+/// The order of the seeded PostgreSQL table's rows on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// As written: round `r` of every tenant, then round `r + 1`.
+    #[default]
+    AsWritten,
+    /// `--cluster`: ordered by `(tenant_id, created_at)`.
+    Clustered,
 }
 
 pub(crate) enum Parsed {
@@ -104,6 +125,7 @@ struct Given {
     threads: Option<usize>,
     ping_on_acquire: bool,
     no_cpu_qos: bool,
+    layout: Layout,
     mode: Option<Mode>,
     quick: bool,
     fleet: Option<usize>,
@@ -154,6 +176,7 @@ impl Args {
                 }
                 "--ping-on-acquire" => given.ping_on_acquire = true,
                 "--no-cpu-qos" => given.no_cpu_qos = true,
+                "--cluster" => given.layout = Layout::Clustered,
                 "--statements" => given.mode = Some(Mode::Statements),
                 "--fleet" => given.fleet = Some(number(&value()?, "--fleet")?),
                 "--cap" => given.cap = Some(number(&value()?, "--cap")?),
@@ -213,6 +236,7 @@ impl Args {
             ping_on_acquire: g.ping_on_acquire,
             // The smoke run measures nothing; it needs no root.
             cpu_qos: !g.no_cpu_qos && !quick,
+            layout: g.layout,
             mode: match (g.fleet, g.mode) {
                 (Some(databases), None) => Mode::Fleet {
                     databases,

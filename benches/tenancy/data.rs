@@ -6,6 +6,10 @@ use sea_orm::prelude::{DateTimeUtc, Uuid};
 /// 2025-01-01T00:00:00Z: the first row's `created_at`.
 const EPOCH: u64 = 1_735_689_600;
 
+/// Rows an `update many` touches: `created_at` in a range of this many consecutive hours of one
+/// tenant, which holds exactly one of its rows each (see [`DataSet::row`]).
+pub(crate) const MANY: u64 = 5;
+
 /// Short texts for `label`.
 const WORDS: [&str; 16] = [
     "anchor", "bolt", "cable", "drill", "epoxy", "flange", "gasket", "hinge", "insert", "joint",
@@ -131,6 +135,10 @@ pub(crate) struct Key {
     pub(crate) updated: String,
     pub(crate) qty: i32,
     pub(crate) created_at: DateTimeUtc,
+    /// For `update many`: the tenant's rows with `from <= created_at < until`, `MANY` of them
+    /// (fewer when the tenant has fewer rows). The rows a block inserts are newer than `until`.
+    pub(crate) from: DateTimeUtc,
+    pub(crate) until: DateTimeUtc,
 }
 
 impl Key {
@@ -143,6 +151,7 @@ impl Key {
 
     /// A read of row `r` of tenant `t`.
     pub(crate) fn read_of(data: &DataSet, t: u64, r: u64) -> Self {
+        let (from, until) = range(data, r);
         Self {
             tenant: data.tenant(t),
             id: data.row_id(t, r),
@@ -150,6 +159,8 @@ impl Key {
             updated: String::new(),
             qty: 0,
             created_at: timestamp(EPOCH),
+            from,
+            until,
         }
     }
 
@@ -167,6 +178,7 @@ impl Key {
 
     fn new_row(data: &DataSet, t: u64, h: u64, unique: &[u64]) -> Self {
         let word = WORDS[(h >> 12) as usize % WORDS.len()];
+        let (from, until) = range(data, h >> 40);
         Self {
             tenant: data.tenant(t),
             id: uuid(data.seed, unique),
@@ -174,6 +186,20 @@ impl Key {
             updated: format!("{word} updated"),
             qty: ((h >> 20) % 1_000) as i32,
             created_at: timestamp(EPOCH + (data.rows + 1) * 3_600),
+            from,
+            until,
         }
     }
+}
+
+/// The `created_at` range of `MANY` consecutive rows of a tenant, the first of them picked by
+/// `pick`: row `r` was created in hour `r` after [`EPOCH`], so the range holds rows `first` to
+/// `first + MANY - 1` of every tenant.
+fn range(data: &DataSet, pick: u64) -> (DateTimeUtc, DateTimeUtc) {
+    let n = data.rows.min(MANY);
+    let first = pick % (data.rows - n + 1);
+    (
+        timestamp(EPOCH + first * 3_600),
+        timestamp(EPOCH + (first + n) * 3_600),
+    )
 }

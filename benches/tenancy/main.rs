@@ -1,5 +1,6 @@
 //! What tenancy costs: the same operations on the same data through raw sqlx, plain SeaORM,
-//! `TenantRepo` (app-level), RLS mode, and hand-written raw sqlx with `set_config`, on a
+//! `TenantRepo` (app-level), RLS mode, hand-written raw sqlx with `set_config`, and raw
+//! tokio-postgres without and with an RLS binding pipelined by hand, on a
 //! throwaway PostgreSQL (started like the tests' one) and on SQLite; and, when asked for, on a
 //! Citus cluster, the table distributed by tenant (`set_config` replaced by `SET LOCAL` there).
 //!
@@ -26,6 +27,7 @@ mod ops;
 mod report;
 mod run;
 mod setup;
+mod tokio_pg;
 
 use std::process::ExitCode;
 

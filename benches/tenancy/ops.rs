@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use sea_orm::ActiveValue::{Set, Unchanged};
+use sea_orm::sea_query::Expr;
 use sea_orm::sqlx::{self, PgPool, Row as _, SqlitePool};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -14,8 +15,9 @@ use sea_orm::{
 use tenant::{DatabaseTier, TenantDb, TenantId, TenantRepo};
 
 use crate::Result;
-use crate::data::{Key, Row};
+use crate::data::{Key, MANY, Row};
 use crate::entity::{item, plain};
+use crate::tokio_pg::TokioPg;
 
 /// Rows in a page.
 pub(crate) const PAGE: u64 = 50;
@@ -58,23 +60,34 @@ pub(crate) enum Imp {
     DbRls,
     /// [`Imp::DbRls`] with a pipelined executor per tenant database (`DatabaseTier::pipeline`).
     DbRlsPipe,
+    /// Raw tokio-postgres as the role of [`Imp::Sqlx`], its SQL, statements prepared once per
+    /// connection (`prepare_cached`) on a deadpool-postgres pool built as the pipeline builds
+    /// its own: no tenancy layer, the driver's ceiling.
+    TokioPg,
+    /// RLS bound by hand on tokio-postgres as the RLS role: `BEGIN; SET LOCAL app.tenant_id =
+    /// '..'`, the statement of [`Imp::TokioPg`] (with its tenant filter) and `COMMIT` issued
+    /// together, one round trip: what the pipeline does, without the library.
+    TokioPgRls,
 }
 
 impl Imp {
     /// The default set.
-    pub(crate) const ALL: [Imp; 7] = [
+    pub(crate) const ALL: [Imp; 9] = [
         Imp::Sqlx,
+        Imp::TokioPg,
         Imp::SeaOrm,
         Imp::Repo,
         Imp::RepoPipe,
         Imp::Rls,
         Imp::RlsPipe,
         Imp::SqlxTxn,
+        Imp::TokioPgRls,
     ];
 
     /// Every implementation, the opt-in ones too: the order of the report's rows.
-    pub(crate) const EVERY: [Imp; 13] = [
+    pub(crate) const EVERY: [Imp; 15] = [
         Imp::Sqlx,
+        Imp::TokioPg,
         Imp::SeaOrm,
         Imp::Repo,
         Imp::RepoCatalog,
@@ -87,6 +100,7 @@ impl Imp {
         Imp::DbRlsPipe,
         Imp::SqlxTxn,
         Imp::SqlxSetLocal,
+        Imp::TokioPgRls,
     ];
 
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
@@ -104,9 +118,11 @@ impl Imp {
             "schema-rls-pipe" => Imp::SchemaRlsPipe,
             "db-rls" => Imp::DbRls,
             "db-rls-pipe" => Imp::DbRlsPipe,
+            "tokio-pg" => Imp::TokioPg,
+            "tokio-pg-rls" => Imp::TokioPgRls,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`, `db-rls`, `db-rls-pipe`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `tokio-pg`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `tokio-pg-rls`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`, `db-rls`, `db-rls-pipe`"
                 ));
             }
         })
@@ -128,6 +144,8 @@ impl Imp {
             Imp::SchemaRlsPipe => "schema tier, RLS, pipeline",
             Imp::DbRls => "database tier, RLS",
             Imp::DbRlsPipe => "database tier, RLS, pipeline",
+            Imp::TokioPg => "raw tokio-postgres",
+            Imp::TokioPgRls => "hand-written RLS pipeline",
         }
     }
 
@@ -149,6 +167,8 @@ impl Imp {
                 | Imp::SchemaRlsPipe
                 | Imp::DbRls
                 | Imp::DbRlsPipe
+                | Imp::TokioPg
+                | Imp::TokioPgRls
         )
     }
 }
@@ -161,10 +181,18 @@ pub(crate) enum Group {
     Page,
     Count,
     Write,
+    /// `update many`: one statement over a few rows of a tenant.
+    Many,
 }
 
 impl Group {
-    pub(crate) const ALL: [Group; 4] = [Group::Get, Group::Page, Group::Count, Group::Write];
+    pub(crate) const ALL: [Group; 5] = [
+        Group::Get,
+        Group::Page,
+        Group::Count,
+        Group::Write,
+        Group::Many,
+    ];
 
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
         Ok(match s {
@@ -172,9 +200,10 @@ impl Group {
             "page" => Group::Page,
             "count" => Group::Count,
             "write" | "writes" => Group::Write,
+            "many" | "update-many" => Group::Many,
             other => {
                 return Err(format!(
-                    "unknown operation group `{other}`; expected one of `get`, `page`, `count`, `write`"
+                    "unknown operation group `{other}`; expected one of `get`, `page`, `count`, `write`, `many`"
                 ));
             }
         })
@@ -187,6 +216,7 @@ impl Group {
             Group::Page => &[Op::Page],
             Group::Count => &[Op::Count],
             Group::Write => &[Op::Insert, Op::Update, Op::Delete],
+            Group::Many => &[Op::UpdateMany],
         }
     }
 
@@ -197,6 +227,7 @@ impl Group {
             Group::Page => 2,
             Group::Count => 3,
             Group::Write => 4,
+            Group::Many => 5,
         }
     }
 }
@@ -210,16 +241,19 @@ pub(crate) enum Op {
     Insert,
     Update,
     Delete,
+    /// `qty = qty + 1` on the rows of one tenant in a `created_at` range, [`MANY`] of them.
+    UpdateMany,
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 6] = [
+    pub(crate) const ALL: [Op; 7] = [
         Op::Get,
         Op::Page,
         Op::Count,
         Op::Insert,
         Op::Update,
         Op::Delete,
+        Op::UpdateMany,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -230,6 +264,7 @@ impl Op {
             Op::Insert => "insert",
             Op::Update => "update by id",
             Op::Delete => "delete by id",
+            Op::UpdateMany => "update many",
         }
     }
 
@@ -273,6 +308,8 @@ pub(crate) struct Target {
     pub(crate) schema_rls: Option<(TenantDb, TenantDb)>,
     /// RLS mode with every tenant in a database of its own (PostgreSQL, when asked for).
     pub(crate) db_rls: Option<DbTier>,
+    /// The tokio-postgres pools of `tokio-pg` and `tokio-pg-rls` (PostgreSQL only).
+    pub(crate) tokio_pg: Option<TokioPg>,
     /// Rows per tenant: what `count` must return.
     pub(crate) rows: u64,
 }
@@ -281,6 +318,11 @@ impl Target {
     /// Rows a page must hold.
     fn page_len(&self) -> usize {
         usize::try_from(self.rows.min(PAGE)).expect("small")
+    }
+
+    /// Rows an `update many` must touch.
+    fn many_len(&self) -> u64 {
+        self.rows.min(MANY)
     }
 
     /// Runs `op` on `key` through `imp` and checks the result.
@@ -334,6 +376,13 @@ impl Target {
             (Imp::SqlxTxn | Imp::SqlxSetLocal, Raw::Sqlite(_)) => {
                 return Err("the hand-written RLS transactions need PostgreSQL".into());
             }
+            (Imp::TokioPg | Imp::TokioPgRls, _) => {
+                let pools = self
+                    .tokio_pg
+                    .as_ref()
+                    .ok_or("tokio-postgres needs PostgreSQL")?;
+                pools.run(imp == Imp::TokioPgRls, op, key).await?
+            }
         };
         self.check(imp, op, key, &outcome)
     }
@@ -346,6 +395,7 @@ impl Target {
             (Op::Insert, Outcome::Row(Some(row))) => row.id == key.id && row.label == key.label,
             (Op::Update, Outcome::Row(Some(row))) => row.id == key.id && row.label == key.updated,
             (Op::Delete, Outcome::Count(n)) => *n == 1,
+            (Op::UpdateMany, Outcome::Count(n)) => *n == self.many_len(),
             _ => false,
         };
         if ok {
@@ -475,16 +525,18 @@ macro_rules! decode {
     }};
 }
 
-const PG_GET: &str =
+pub(crate) const PG_GET: &str =
     "SELECT id, tenant_id, label, qty, created_at FROM item WHERE id = $1 AND tenant_id = $2";
-const PG_PAGE: &str = "SELECT id, tenant_id, label, qty, created_at FROM item \
+pub(crate) const PG_PAGE: &str = "SELECT id, tenant_id, label, qty, created_at FROM item \
                        WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 50";
-const PG_COUNT: &str = "SELECT COUNT(*) FROM item WHERE tenant_id = $1";
-const PG_INSERT: &str = "INSERT INTO item (id, tenant_id, label, qty, created_at) \
+pub(crate) const PG_COUNT: &str = "SELECT COUNT(*) FROM item WHERE tenant_id = $1";
+pub(crate) const PG_INSERT: &str = "INSERT INTO item (id, tenant_id, label, qty, created_at) \
                          VALUES ($1, $2, $3, $4, $5) RETURNING id, tenant_id, label, qty, created_at";
-const PG_UPDATE: &str = "UPDATE item SET label = $1, qty = $2 WHERE id = $3 AND tenant_id = $4 \
+pub(crate) const PG_UPDATE: &str = "UPDATE item SET label = $1, qty = $2 WHERE id = $3 AND tenant_id = $4 \
                          RETURNING id, tenant_id, label, qty, created_at";
-const PG_DELETE: &str = "DELETE FROM item WHERE id = $1 AND tenant_id = $2";
+pub(crate) const PG_DELETE: &str = "DELETE FROM item WHERE id = $1 AND tenant_id = $2";
+pub(crate) const PG_UPDATE_MANY: &str = "UPDATE item SET qty = qty + 1 \
+                                         WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3";
 
 /// The hand-written statement of `op` on a PostgreSQL pool or transaction.
 async fn pg_statement<'c, E>(exec: E, op: Op, key: &Key) -> Result<Outcome>
@@ -553,6 +605,15 @@ where
                 .await?;
             Outcome::Count(done.rows_affected())
         }
+        Op::UpdateMany => {
+            let done = sqlx::query(PG_UPDATE_MANY)
+                .bind(key.tenant)
+                .bind(key.from)
+                .bind(key.until)
+                .execute(exec)
+                .await?;
+            Outcome::Count(done.rows_affected())
+        }
     })
 }
 
@@ -594,6 +655,8 @@ const LITE_INSERT: &str = "INSERT INTO item (id, tenant_id, label, qty, created_
 const LITE_UPDATE: &str = "UPDATE item SET label = ?, qty = ? WHERE id = ? AND tenant_id = ? \
                            RETURNING id, tenant_id, label, qty, created_at";
 const LITE_DELETE: &str = "DELETE FROM item WHERE id = ? AND tenant_id = ?";
+const LITE_UPDATE_MANY: &str = "UPDATE item SET qty = qty + 1 \
+                                WHERE tenant_id = ? AND created_at >= ? AND created_at < ?";
 
 /// The hand-written statement of `op` on SQLite.
 async fn sqlite_statement(pool: &SqlitePool, op: Op, key: &Key) -> Result<Outcome> {
@@ -659,6 +722,15 @@ async fn sqlite_statement(pool: &SqlitePool, op: Op, key: &Key) -> Result<Outcom
                 .await?;
             Outcome::Count(done.rows_affected())
         }
+        Op::UpdateMany => {
+            let done = sqlx::query(LITE_UPDATE_MANY)
+                .bind(key.tenant)
+                .bind(key.from)
+                .bind(key.until)
+                .execute(pool)
+                .await?;
+            Outcome::Count(done.rows_affected())
+        }
     })
 }
 
@@ -669,6 +741,8 @@ async fn sqlite_statement(pool: &SqlitePool, op: Op, key: &Key) -> Result<Outcom
 )]
 async fn orm(conn: &DatabaseConnection, op: Op, key: &Key) -> Result<Outcome> {
     use plain::{ActiveModel, Column, Entity};
+    // Here only: its `min` and `max` would shadow `Ord`'s elsewhere.
+    use sea_orm::sea_query::ExprTrait as _;
     let mine = Column::TenantId.eq(key.tenant);
     Ok(match op {
         Op::Get => Outcome::Row(
@@ -721,12 +795,23 @@ async fn orm(conn: &DatabaseConnection, op: Op, key: &Key) -> Result<Outcome> {
                 .await?
                 .rows_affected,
         ),
+        Op::UpdateMany => Outcome::Count(
+            Entity::update_many()
+                .col_expr(Column::Qty, Expr::col(Column::Qty).add(1))
+                .filter(mine)
+                .filter(Column::CreatedAt.gte(key.from))
+                .filter(Column::CreatedAt.lt(key.until))
+                .exec(conn)
+                .await?
+                .rows_affected,
+        ),
     })
 }
 
 /// `TenantRepo` inside `tenant::scope`, as a request handler would run it: the repository is
 /// made and the scope entered per operation, so their cost is measured too.
 async fn repo(db: &TenantDb, op: Op, key: &Key) -> Result<Outcome> {
+    use sea_orm::sea_query::ExprTrait as _;
     let repo = TenantRepo::<item::Entity>::new(db);
     let work = async {
         Ok::<_, tenant::Error>(match op {
@@ -763,6 +848,16 @@ async fn repo(db: &TenantDb, op: Op, key: &Key) -> Result<Outcome> {
                 repo.delete_by_id(key.id).await?;
                 Outcome::Count(1)
             }
+            // `TenantRepo::update_many` takes an `ActiveModel`, which cannot say `qty + 1`;
+            // the derive's `Entity::update_many()` is the same scoped statement with `col_expr`.
+            Op::UpdateMany => Outcome::Count(
+                item::Entity::update_many()
+                    .col_expr(item::Column::Qty, Expr::col(item::Column::Qty).add(1))
+                    .filter(item::Column::CreatedAt.gte(key.from))
+                    .filter(item::Column::CreatedAt.lt(key.until))
+                    .exec(db)
+                    .await?,
+            ),
         })
     };
     Ok(tenant::scope(TenantId::from(key.tenant), work).await?)

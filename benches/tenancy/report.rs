@@ -267,6 +267,14 @@ fn targets(out: &mut String, sections: &[(Backend, u64, usize)], get: &Lookup<'_
         }
         ratio_table(
             out,
+            "RLS mode with the pipeline ≥ 0.9× the hand-written RLS pipeline on tokio-postgres (ops/s ratio)",
+            &pg,
+            get,
+            (Imp::RlsPipe, Imp::TokioPgRls),
+            |_| Some(0.9),
+        );
+        ratio_table(
+            out,
             "`TenantRepo` (app-level) with the pipeline faster than plain SeaORM (ops/s ratio > 1)",
             &pg,
             get,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Result;
-use crate::args::{Args, Mode};
+use crate::args::{Args, Layout, Mode};
 use crate::data::{DataSet, Key, Rng};
 use crate::ops::{Group, Imp, Op, Target};
 use crate::report::{self, Backend, CellKey, Results};
@@ -66,6 +66,16 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
             match backend {
                 Backend::Postgres => {
                     let seeded = timed("seed", setup::pg_seed(&data)).await?;
+                    if args.layout == Layout::Clustered {
+                        let index = timed("cluster", seeded.cluster()).await?;
+                        let note = format!(
+                            "rows clustered: after seeding, `CLUSTER item USING {index}; \
+                             VACUUM (ANALYZE) item` (each tenant's rows on adjacent pages)"
+                        );
+                        if !results.notes.contains(&note) {
+                            results.notes.push(note);
+                        }
+                    }
                     if results.postgres_version.is_none() {
                         results.postgres_version = Some(setup::pg_version(&seeded.admin).await?);
                         // Every data set's, before the first is measured.
@@ -223,6 +233,11 @@ fn implementations(args: &Args, backend: Backend) -> (Vec<Imp>, Vec<String>) {
                         "Citus: `{}` not run: the catalog costs the client what it costs on \
                          PostgreSQL, and its table would go in the coordinator's database, \
                          beside other users' tables",
+                        imp.name()
+                    )),
+                    Imp::TokioPgRls => notes.push(format!(
+                        "Citus: `{}` not run: it sends `BEGIN; SET LOCAL ..` as one message, \
+                         and Citus needs the two as messages of their own",
                         imp.name()
                     )),
                     Imp::SchemaRls | Imp::SchemaRlsPipe => notes.push(format!(

@@ -38,6 +38,7 @@ use crate::databases::{self, TenantDatabases};
 use crate::entity::item;
 use crate::ops::{DbTier, Imp, Raw, Target};
 use crate::pg;
+use crate::tokio_pg::{self, TokioPg};
 
 /// The role the non-RLS implementations connect as (see the module docs).
 pub(crate) const PLAIN_ROLE: &str = "tenant_bench_plain";
@@ -336,6 +337,30 @@ pub(crate) async fn citus_seed(citus: &Citus, data: &DataSet) -> Result<PgData> 
 }
 
 impl PgData {
+    /// `--cluster`: rewrites `item` in the order of its `(tenant_id, created_at)` index, so that
+    /// each tenant's rows sit on adjacent pages, then vacuums and analyses it again. Returns the
+    /// index's name.
+    pub(crate) async fn cluster(&self) -> Result<String> {
+        let (index,): (String,) = sqlx::query_as(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+             AND tablename = 'item' AND indexdef LIKE '%(tenant_id, created_at)%'",
+        )
+        .fetch_one(&self.admin)
+        .await
+        .map_err(|e| format!("no (tenant_id, created_at) index on `item` to cluster on: {e}"))?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CLUSTER item USING \"{index}\""
+        )))
+        .execute(&self.admin)
+        .await?;
+        // A message of its own: in one with `CLUSTER` it would run in a transaction block,
+        // which `VACUUM` refuses.
+        sqlx::raw_sql("VACUUM (ANALYZE) item")
+            .execute(&self.admin)
+            .await?;
+        Ok(index)
+    }
+
     /// Whether this is the table on a Citus coordinator.
     fn citus(&self) -> bool {
         matches!(self.home, Home::Citus)
@@ -504,6 +529,15 @@ impl PgData {
         let repo_pipe = repo
             .clone()
             .with_pipeline(pipeline(self.plain_url.clone()).await?)?;
+        let tokio_pg = TokioPg {
+            plain: tokio_pg::pool(&self.plain_url, workers).await?,
+            // Citus needs `BEGIN` and `SET LOCAL` as two messages: `tokio-pg-rls` does not run.
+            app: if citus {
+                None
+            } else {
+                Some(tokio_pg::pool(&self.app_url, workers).await?)
+            },
+        };
         let rls_pipe = rls
             .clone()
             .with_pipeline(pipeline(self.app_url.clone()).await?)?;
@@ -546,6 +580,7 @@ impl PgData {
             rls: Some(rls),
             repo_pipe: Some(repo_pipe),
             rls_pipe: Some(rls_pipe),
+            tokio_pg: Some(tokio_pg),
             rows: data.rows,
         })
     }
@@ -695,10 +730,11 @@ impl DatabaseTierData {
 }
 
 /// Connections a cell holds besides the database tier's: the target's pools of `workers` each
-/// (plain and app; a pipeline each for `repo-pipe` and `rls-pipe`, and for the schema tier's),
-/// and a few for setup (the data set's owner, the catalogs' owners).
+/// (plain and app; a pipeline each for `repo-pipe` and `rls-pipe`, and for the schema tier's; a
+/// tokio-postgres pool each for `tokio-pg` and `tokio-pg-rls`), and a few for setup (the data
+/// set's owner, the catalogs' owners).
 fn other_connections(workers: usize, schemas: bool) -> u64 {
-    let pools = if schemas { 5 } else { 4 };
+    let pools = if schemas { 7 } else { 6 };
     pools * workers as u64 + 4
 }
 
@@ -902,6 +938,7 @@ impl SqliteData {
             rls: None,
             repo_pipe: None,
             rls_pipe: None,
+            tokio_pg: None,
             rows: data.rows,
         })
     }
@@ -929,6 +966,12 @@ impl Target {
                 app.close().await;
             }
             Raw::Sqlite(pool) => pool.close().await,
+        }
+        if let Some(pools) = &self.tokio_pg {
+            pools.plain.close();
+            if let Some(app) = &pools.app {
+                app.close();
+            }
         }
     }
 }
