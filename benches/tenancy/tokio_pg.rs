@@ -2,9 +2,9 @@
 //! without the library. `tokio-pg` is the driver's ceiling; `tokio-pg-rls` is the RLS binding
 //! done by hand in one round trip, what RLS mode with the pipeline does for a read.
 
-use tenant::pipeline::deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tenant::pipeline::deadpool_postgres::Pool;
+use tenant::pipeline::tokio_postgres;
 use tenant::pipeline::tokio_postgres::types::ToSql;
-use tenant::pipeline::tokio_postgres::{self, NoTls};
 
 use crate::Result;
 use crate::data::{Key, Row};
@@ -20,21 +20,11 @@ pub(crate) struct TokioPg {
     pub(crate) app: Option<Pool>,
 }
 
-/// A pool of `size` connections to `url`, built as `Pipeline::connect` builds its own, every
-/// connection made before measuring (like the sqlx pools' `min_connections`).
+/// A pool of `size` connections to `url`: the pipeline's own (`Pipeline::connect`), so that the
+/// driver is configured exactly as the library's; every connection made before measuring (like
+/// the sqlx pools' `min_connections`).
 pub(crate) async fn pool(url: &str, size: usize) -> Result<Pool> {
-    let config: tokio_postgres::Config = url.parse()?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(manager)
-        .max_size(size)
-        .runtime(Runtime::Tokio1)
-        .build()?;
+    let pool = tenant::Pipeline::connect(url, size)?.pool().clone();
     let clients = futures::future::try_join_all((0..size).map(|_| pool.get())).await?;
     drop(clients);
     Ok(pool)

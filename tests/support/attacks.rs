@@ -207,10 +207,10 @@ pub(crate) async fn assert_clean(env: &Env, at: &str) {
     );
     // A connection closed with its transaction open (the pipeline's way with a write dropped
     // mid-transaction) is out of every pool at once; its backend notices the closed socket a
-    // moment later. Wait for that, up to a bound no loaded machine reaches.
-    let mut waited = 0;
-    loop {
-        let others: i64 = sqlx::raw_sql(
+    // moment later.
+    let what = format!("{at}: another backend of the role stays idle in a transaction");
+    until_none(&what, async || {
+        sqlx::raw_sql(
             "SELECT count(*) FROM pg_stat_activity \
              WHERE datname = current_database() AND usename = current_user \
                AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
@@ -218,17 +218,9 @@ pub(crate) async fn assert_clean(env: &Env, at: &str) {
         .fetch_one(pool)
         .await
         .unwrap()
-        .get(0);
-        if others == 0 {
-            break;
-        }
-        waited += 1;
-        assert!(
-            waited < 1000,
-            "{at}: another backend of the role stays idle in a transaction"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        .get(0)
+    })
+    .await;
     if env.rls {
         assert_eq!(
             row.get::<i64, _>("posts"),
@@ -255,31 +247,33 @@ async fn assert_nodes_clean(env: &Env, at: &str) {
 }
 
 /// No backend of another role than `owner`'s in `owner`'s database sits idle in a transaction.
-/// A connection just closed leaves its backend a moment later: that is waited for, up to a
-/// bound no loaded machine reaches.
 async fn assert_no_open_transaction_on(owner: &DatabaseConnection, at: &str) {
     let sql = sql("SELECT count(*) AS n FROM pg_stat_activity \
          WHERE datname = current_database() AND usename <> current_user \
            AND state LIKE 'idle in transaction%'");
-    let mut waited = 0;
-    loop {
-        let open: i64 = owner
+    let what = format!("{at}: a connection stays idle in a transaction");
+    until_none(&what, async || {
+        owner
             .query_one_raw(sql.clone())
             .await
             .unwrap_or_else(|e| panic!("{at}: {e}"))
             .unwrap()
             .try_get("", "n")
-            .unwrap();
-        if open == 0 {
+            .unwrap()
+    })
+    .await;
+}
+
+/// Waits until `count` reads zero: a connection just closed leaves its backend a moment later.
+/// The bound (10 s) is one no loaded machine reaches; past it, `what` is the failure.
+async fn until_none(what: &str, mut count: impl AsyncFnMut() -> i64) {
+    for _ in 0..1000 {
+        if count().await == 0 {
             return;
         }
-        waited += 1;
-        assert!(
-            waited < 1000,
-            "{at}: {open} connection(s) stay idle in a transaction"
-        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    panic!("{what}");
 }
 
 /// Raw SQL on the application role leaves a temporary `post`, holding a row that claims to be
