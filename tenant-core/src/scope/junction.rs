@@ -94,9 +94,9 @@ fn with_condition(
     })
 }
 
-/// For a select of `R` that SeaORM's loader joins to the junction of `E`'s many-to-many
-/// relation to `R` (an inner join): the condition that the junction's tenant column equals
-/// `R`'s, or `None` when either is not tenant-scoped.
+/// For a select of `R` that SeaORM's loader joins (an inner join) to the junction `via` leads
+/// to: the condition that the junction's tenant column equals `R`'s, or `None` when either is not
+/// tenant-scoped.
 pub(crate) fn loader_condition<R: Tenancy>(via: &RelationDef) -> Option<Condition> {
     let junction = tenant_column_of(&via.to_tbl)?;
     let r = R::tenant_column()?;
