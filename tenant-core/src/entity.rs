@@ -65,8 +65,29 @@ pub(crate) fn table_name<E: EntityTrait>() -> &'static str {
 
 /// The keys an entity's `#[tenant(..)]` attribute declares, in declaration order.
 pub struct TableSpec<E: EntityTrait> {
-    indexes: Vec<Vec<E::Column>>,
+    indexes: Vec<IndexSpec<E>>,
     uniques: Vec<Vec<E::Column>>,
+}
+
+/// A composite index `(tenant column, columns..)` declared with `#[tenant(index(..))]`, and the
+/// columns it carries beside its key (`include(..)`): with them a query that reads only those
+/// columns is answered from the index alone.
+pub struct IndexSpec<E: EntityTrait> {
+    columns: Vec<E::Column>,
+    include: Vec<E::Column>,
+}
+
+impl<E: EntityTrait> IndexSpec<E> {
+    /// The key columns, without the leading tenant column.
+    pub fn columns(&self) -> &[E::Column] {
+        &self.columns
+    }
+
+    /// The columns carried beside the key (PostgreSQL's `INCLUDE`; appended to the key on
+    /// SQLite, which has no `INCLUDE`); empty for a plain index.
+    pub fn include(&self) -> &[E::Column] {
+        &self.include
+    }
 }
 
 impl<E: EntityTrait> TableSpec<E> {
@@ -82,8 +103,18 @@ impl<E: EntityTrait> TableSpec<E> {
     /// A composite index `(tenant column, columns..)`.
     #[doc(hidden)]
     #[must_use]
-    pub fn index(mut self, columns: &[E::Column]) -> Self {
-        self.indexes.push(columns.to_vec());
+    pub fn index(self, columns: &[E::Column]) -> Self {
+        self.index_including(columns, &[])
+    }
+
+    /// A composite index `(tenant column, columns..)` carrying `include` beside its key.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn index_including(mut self, columns: &[E::Column], include: &[E::Column]) -> Self {
+        self.indexes.push(IndexSpec {
+            columns: columns.to_vec(),
+            include: include.to_vec(),
+        });
         self
     }
 
@@ -95,8 +126,8 @@ impl<E: EntityTrait> TableSpec<E> {
         self
     }
 
-    /// The declared composite indexes, without the leading tenant column.
-    pub fn indexes(&self) -> &[Vec<E::Column>] {
+    /// The declared composite indexes.
+    pub fn indexes(&self) -> &[IndexSpec<E>] {
         &self.indexes
     }
 
@@ -106,16 +137,26 @@ impl<E: EntityTrait> TableSpec<E> {
     }
 }
 
+/// A key's column names, for `Debug`.
+fn names<C: IdenStatic>(columns: &[C]) -> Vec<&'static str> {
+    columns.iter().map(IdenStatic::as_str).collect()
+}
+
+impl<E: EntityTrait> fmt::Debug for IndexSpec<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexSpec")
+            .field("columns", &names(&self.columns))
+            .field("include", &names(&self.include))
+            .finish()
+    }
+}
+
 impl<E: EntityTrait> fmt::Debug for TableSpec<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = |keys: &[Vec<E::Column>]| -> Vec<Vec<String>> {
-            keys.iter()
-                .map(|k| k.iter().map(|c| c.as_str().to_owned()).collect())
-                .collect()
-        };
+        let uniques: Vec<_> = self.uniques.iter().map(|u| names(u)).collect();
         f.debug_struct("TableSpec")
-            .field("indexes", &names(&self.indexes))
-            .field("uniques", &names(&self.uniques))
+            .field("indexes", &self.indexes)
+            .field("uniques", &uniques)
             .finish()
     }
 }

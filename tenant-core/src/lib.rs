@@ -58,7 +58,7 @@ pub use ddl::TenantSchema;
 pub use ddl::{ExpectedForeignKey, ExpectedIndex, ExpectedPolicy, ExpectedTable};
 pub use ddl::{PolicyForm, Rls};
 pub use ddl::{Table, TableStatements, TenantTables, create_schema, table, table_statements};
-pub use entity::{Global, TableSpec, Tenancy, TenantScoped};
+pub use entity::{Global, IndexSpec, TableSpec, Tenancy, TenantScoped};
 pub use error::{Error, Result};
 pub use events::{audit_level, set_audit_level};
 #[cfg(feature = "pipeline")]

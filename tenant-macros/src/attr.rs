@@ -10,10 +10,62 @@ pub(crate) const KEYS: &str = "`column`, `index`, `unique`, `global`, `crate`";
 #[derive(Default)]
 pub(crate) struct Container {
     pub(crate) column: Option<Ident>,
-    pub(crate) indexes: Vec<Vec<Ident>>,
+    pub(crate) indexes: Vec<IndexDecl>,
     pub(crate) uniques: Vec<Vec<Ident>>,
     pub(crate) global: Option<Ident>,
     pub(crate) krate: Option<Path>,
+}
+
+/// `index(a, b, include(c, d))`: the key after the tenant column, and the columns carried beside it.
+pub(crate) struct IndexDecl {
+    pub(crate) columns: Vec<Ident>,
+    pub(crate) include: Vec<Ident>,
+}
+
+/// The fields of `index(..)` or `unique(..)`: key fields, and for `index` one `include(..)`.
+fn key_fields(
+    cx: &Ctxt,
+    key: &str,
+    content: syn::parse::ParseStream<'_>,
+) -> syn::Result<IndexDecl> {
+    let mut decl = IndexDecl {
+        columns: Vec::new(),
+        include: Vec::new(),
+    };
+    let mut seen_include = false;
+    while !content.is_empty() {
+        let ident: Ident = content.parse()?;
+        if ident == "include" && content.peek(syn::token::Paren) {
+            let inner;
+            syn::parenthesized!(inner in content);
+            let carried = Punctuated::<Ident, Token![,]>::parse_terminated(&inner)?;
+            if key != "index" {
+                cx.error_spanned_by(
+                    &ident,
+                    "`include(..)` belongs in `index(..)`: every column of a per-tenant unique is part of its key",
+                );
+            } else if seen_include {
+                cx.error_spanned_by(
+                    &ident,
+                    "duplicate `include(..)`; list every carried field in one",
+                );
+            } else if carried.is_empty() {
+                cx.error_spanned_by(
+                    &ident,
+                    "`include()` needs at least one field, as in `index(created_at, include(title))`",
+                );
+            }
+            seen_include = true;
+            decl.include.extend(carried);
+        } else {
+            decl.columns.push(ident);
+        }
+        if content.is_empty() {
+            break;
+        }
+        content.parse::<Token![,]>()?;
+    }
+    Ok(decl)
 }
 
 impl Container {
@@ -42,23 +94,32 @@ impl Container {
                 } else if path.is_ident("index") || path.is_ident("unique") {
                     let content;
                     syn::parenthesized!(content in meta.input);
-                    let idents = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
                     let key = if path.is_ident("index") {
                         "index"
                     } else {
                         "unique"
                     };
-                    if idents.is_empty() {
+                    let decl = key_fields(cx, key, &content)?;
+                    if decl.columns.is_empty() && !decl.include.is_empty() {
                         cx.error_spanned_by(
                             path,
-                            format_args!("`{key}()` needs at least one field, as in `{key}(slug)`"),
+                            "`index(..)` needs a key field before `include(..)`, as in `index(created_at, include(title))`",
+                        );
+                    } else if decl.columns.is_empty() {
+                        let example = if key == "index" {
+                            "`index(created_at)`"
+                        } else {
+                            "`unique(slug)`"
+                        };
+                        cx.error_spanned_by(
+                            path,
+                            format_args!("`{key}()` needs at least one key field, as in {example}"),
                         );
                     }
-                    let list = idents.into_iter().collect();
                     if key == "index" {
-                        out.indexes.push(list);
+                        out.indexes.push(decl);
                     } else {
-                        out.uniques.push(list);
+                        out.uniques.push(decl.columns);
                     }
                 } else if path.is_ident("global") {
                     let ident = path.get_ident().cloned().expect("checked by is_ident");

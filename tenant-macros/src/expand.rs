@@ -37,7 +37,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
 /// Validates the declaration; returns the index of the tenant field of a tenant-scoped model.
 fn check(cx: &Ctxt, model: &Model<'_>) -> Option<usize> {
     let attrs = &model.attrs;
-    let names_known = |list: &[Vec<Ident>], key: &str| {
+    let names_known = |list: Vec<&[Ident]>, key: &str| {
         for columns in list {
             for column in columns {
                 if model.field(column).is_none() {
@@ -54,8 +54,15 @@ fn check(cx: &Ctxt, model: &Model<'_>) -> Option<usize> {
             }
         }
     };
-    names_known(&attrs.indexes, "index");
-    names_known(&attrs.uniques, "unique");
+    names_known(
+        attrs
+            .indexes
+            .iter()
+            .flat_map(|i| [&i.columns[..], &i.include[..]])
+            .collect(),
+        "index",
+    );
+    names_known(attrs.uniques.iter().map(Vec::as_slice).collect(), "unique");
 
     if let Some(global) = &attrs.global {
         if let Some(column) = &attrs.column {
@@ -91,6 +98,7 @@ fn check(cx: &Ctxt, model: &Model<'_>) -> Option<usize> {
         .fields
         .iter()
         .position(|f| unraw(f.ident) == unraw(name));
+    included_apart_from_the_key(cx, attrs, name);
     if found.is_none() && !model.entity_attr_below {
         if attrs.column.is_some() {
             cx.error_spanned_by(
@@ -115,6 +123,30 @@ fn check(cx: &Ctxt, model: &Model<'_>) -> Option<usize> {
     found
 }
 
+/// Each `include(..)` field of an index is carried once, and is not already in its key.
+fn included_apart_from_the_key(cx: &Ctxt, attrs: &crate::attr::Container, tenant: &Ident) {
+    for index in &attrs.indexes {
+        for (i, carried) in index.include.iter().enumerate() {
+            let same = |other: &Ident| unraw(other) == unraw(carried);
+            if same(tenant) || index.columns.iter().any(same) {
+                cx.error_spanned_by(
+                    carried,
+                    format_args!(
+                        "`{}` is already in this index's key (`{}` and the fields before `include`); `include(..)` carries the other fields a query reads",
+                        unraw(carried),
+                        unraw(tenant)
+                    ),
+                );
+            } else if index.include[..i].iter().any(same) {
+                cx.error_spanned_by(
+                    carried,
+                    format_args!("`{}` is included twice", unraw(carried)),
+                );
+            }
+        }
+    }
+}
+
 fn root(model: &Model<'_>) -> TokenStream {
     model
         .attrs
@@ -125,19 +157,23 @@ fn root(model: &Model<'_>) -> TokenStream {
 
 fn expand(model: &Model<'_>, tenant: Option<&Field<'_>>) -> TokenStream {
     let root = root(model);
-    let keys = |list: &[Vec<Ident>]| -> Vec<TokenStream> {
-        list.iter()
-            .map(|columns| {
-                let variants = columns.iter().map(|name| model.variant_of(name));
-                quote!([#(Column::#variants),*])
-            })
-            .collect()
+    let key = |columns: &[Ident]| -> TokenStream {
+        let variants = columns.iter().map(|name| model.variant_of(name));
+        quote!([#(Column::#variants),*])
     };
-    let indexes = keys(&model.attrs.indexes);
-    let uniques = keys(&model.attrs.uniques);
+    let indexes = model.attrs.indexes.iter().map(|i| {
+        let columns = key(&i.columns);
+        if i.include.is_empty() {
+            quote!(.index(&#columns))
+        } else {
+            let include = key(&i.include);
+            quote!(.index_including(&#columns, &#include))
+        }
+    });
+    let uniques = model.attrs.uniques.iter().map(|u| key(u));
     let spec = quote! {
         #root::TableSpec::new()
-            #(.index(&#indexes))*
+            #(#indexes)*
             #(.unique(&#uniques))*
     };
     // At the user's type, so that a wrong type is reported there and not in generated code.

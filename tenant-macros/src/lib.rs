@@ -29,7 +29,10 @@ mod tests;
 ///
 /// - `#[tenant(column = <field>)]`: the tenant column. Default `tenant_id`; its type must be
 ///   `Uuid`.
-/// - `#[tenant(index(a, b, ..))]`: a composite index `(tenant_id, a, b, ..)`. Repeatable.
+/// - `#[tenant(index(a, b, ..))]`: a composite index `(tenant_id, a, b, ..)`. Repeatable. With
+///   `include(c, d, ..)` last, as in `index(created_at, include(title))`, it also carries those
+///   columns (PostgreSQL's `INCLUDE`; further key columns on SQLite): a covering index, which
+///   answers a query that reads only them without visiting the table.
 /// - `#[tenant(unique(a, b, ..))]`: a per-tenant unique `(tenant_id, a, b, ..)`. Repeatable.
 ///   `#[sea_orm(unique)]` and `unique_key` are refused on a tenant entity: a global unique tells
 ///   one tenant whether another holds a value.

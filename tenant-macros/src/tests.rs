@@ -85,6 +85,25 @@ fn index_a_b() {
 }
 
 #[test]
+fn index_including() {
+    derive(
+        "index_including",
+        &quote! {
+            #[sea_orm(table_name = "post")]
+            #[tenant(index(created_at, include(title, qty)), index(title))]
+            pub struct Model {
+                #[sea_orm(primary_key)]
+                pub id: i32,
+                pub tenant_id: Uuid,
+                pub title: String,
+                pub qty: i32,
+                pub created_at: DateTimeUtc,
+            }
+        },
+    );
+}
+
+#[test]
 fn unique_twice() {
     derive(
         "unique_twice",

@@ -6,7 +6,7 @@ pub mod post {
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, tenant::TenantScoped)]
     #[sea_orm(table_name = "post")]
-    #[tenant(unique(slug), index(title))]
+    #[tenant(unique(slug), index(title), index(views, include(title)))]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: Uuid,

@@ -179,9 +179,12 @@ async fn the_expected_objects_are_the_ones_the_schema_creates() {
         [
             "ux_post_tenant_id_id",
             "ux_post_tenant_id_slug",
-            "ix_post_tenant_id_title"
+            "ix_post_tenant_id_title",
+            "ix_post_tenant_id_views_include_title"
         ]
     );
+    assert_eq!(post.indexes[3].columns, ["tenant_id", "views"]);
+    assert_eq!(post.indexes[3].include, ["title"]);
     assert!(post.policy.is_some());
     let comment = expected.iter().find(|t| t.name == "comment").unwrap();
     let fks: Vec<(&str, &[String], &str)> = comment
@@ -507,6 +510,54 @@ async fn an_index_with_the_declared_name_but_other_columns_is_reported() {
         report.findings()[0].message.contains("exists but on"),
         "{report}"
     );
+}
+
+/// A covering index is matched on what it carries too: the key alone does not answer the
+/// reads it was declared for from the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_covering_index_without_its_included_column_is_reported() {
+    let db = Db::new().await;
+    db.admin(&[
+        "DROP INDEX ix_post_tenant_id_views_include_title",
+        "CREATE INDEX ix_post_tenant_id_views_include_title ON post (tenant_id, views) INCLUDE (slug)",
+    ])
+    .await;
+    let report = db.audit().await;
+    assert_findings(&report, &[FindingKind::IndexMissing], Some("post"));
+    let finding = &report.findings()[0];
+    assert_eq!(
+        finding.message,
+        "declared composite index `ix_post_tenant_id_views_include_title` on `post` (`tenant_id`, \
+         `views`) including (`title`) exists but does not include `title`"
+    );
+    assert_eq!(
+        finding.fix,
+        "`DROP INDEX \"ix_post_tenant_id_views_include_title\"` then `CREATE INDEX \
+         \"ix_post_tenant_id_views_include_title\" ON \"post\" (\"tenant_id\", \"views\") INCLUDE \
+         (\"title\")`"
+    );
+    // Nor does an index that leads with another key.
+    db.admin(&[
+        "DROP INDEX ix_post_tenant_id_views_include_title",
+        "CREATE INDEX post_by_title ON post (tenant_id, title, views)",
+    ])
+    .await;
+    assert_findings(
+        &db.audit().await,
+        &[FindingKind::IndexMissing],
+        Some("post"),
+    );
+    // What the fix creates, under any name and carrying more, is accepted; so is the carried
+    // column as a further key column, which answers the same reads.
+    for equivalent in [
+        "CREATE INDEX post_by_views ON post (tenant_id, views) INCLUDE (slug, title)",
+        "CREATE INDEX post_by_views ON post (tenant_id, views, title)",
+    ] {
+        db.admin(&["DROP INDEX IF EXISTS post_by_views", equivalent])
+            .await;
+        let report = db.audit().await;
+        assert!(report.is_clean(), "{equivalent}: {report}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -888,6 +888,8 @@ mod pg {
         /// `invalid` or `partial`: present but not doing its job.
         defect: Option<String>,
         columns: Vec<Option<String>>,
+        /// The columns carried beside the key (`INCLUDE`).
+        include: Vec<Option<String>>,
         constraint: Option<String>,
     }
 
@@ -910,14 +912,14 @@ mod pg {
         const INDEXES: &str = "SELECT i.relname::text, x.indisunique, x.indisprimary, \
                    CASE WHEN NOT x.indisvalid THEN 'invalid' \
                         WHEN x.indpred IS NOT NULL THEN 'partial' END, \
-                   a.attname::text, con.conname::text \
+                   a.attname::text, con.conname::text, k.n <= x.indnkeyatts \
              FROM pg_index x \
              JOIN pg_class i ON i.oid = x.indexrelid \
              LEFT JOIN pg_constraint con ON con.conindid = x.indexrelid \
                    AND con.conrelid = x.indrelid AND con.contype IN ('p', 'u', 'x') \
              CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
              LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum \
-             WHERE x.indrelid = $1::int8::oid AND k.n <= x.indnkeyatts \
+             WHERE x.indrelid = $1::int8::oid \
              ORDER BY i.relname, k.n";
         const FOREIGN_KEYS: &str = "SELECT con.conname::text, a.attname::text, \
                    pa.attname::text, pc.relname::text \
@@ -946,7 +948,12 @@ mod pg {
             index.unique = row.try_get_by_index(1)?;
             index.primary = row.try_get_by_index(2)?;
             index.defect = row.try_get_by_index(3)?;
-            index.columns.push(row.try_get_by_index(4)?);
+            let column = row.try_get_by_index(4)?;
+            if row.try_get_by_index(6)? {
+                index.columns.push(column);
+            } else {
+                index.include.push(column);
+            }
             index.constraint = row.try_get_by_index(5)?;
         }
         let mut fks: BTreeMap<String, LiveForeignKey> = BTreeMap::new();
@@ -1006,10 +1013,15 @@ mod pg {
                 (Kind::IndexMissing, "composite index")
             };
             let create = format!(
-                "CREATE {}INDEX {} ON {quoted} ({})",
+                "CREATE {}INDEX {} ON {quoted} ({}){}",
                 if want.unique { "UNIQUE " } else { "" },
                 quote_ident(&want.name),
-                list(&want.columns)
+                list(&want.columns),
+                if want.include.is_empty() {
+                    String::new()
+                } else {
+                    format!(" INCLUDE ({})", list(&want.include))
+                }
             );
             let fix = match live {
                 Some(_) => format!("`DROP INDEX {}` then `{create}`", quote_ident(&want.name)),
@@ -1019,10 +1031,15 @@ mod pg {
                 kind,
                 Some(t.name),
                 format!(
-                    "declared {what} `{}` on `{}` ({}) {problem}",
+                    "declared {what} `{}` on `{}` ({}){} {problem}",
                     want.name,
                     t.name,
-                    ticked(&want.columns)
+                    ticked(&want.columns),
+                    if want.include.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" including ({})", ticked(&want.include))
+                    }
                 ),
                 fix,
             ));
@@ -1035,8 +1052,24 @@ mod pg {
             return Some("is missing".to_owned());
         };
         let columns: Vec<Option<String>> = want.columns.iter().cloned().map(Some).collect();
-        if live.columns != columns {
+        // A covering index may carry its columns as `INCLUDE` or as further key columns (what
+        // an index made before `INCLUDE` existed, or on SQLite, looks like): both answer the reads.
+        let key_matches = if want.include.is_empty() {
+            live.columns == columns
+        } else {
+            live.columns.starts_with(&columns)
+        };
+        let carries = |c: &String| {
+            live.columns[columns.len().min(live.columns.len())..]
+                .iter()
+                .chain(&live.include)
+                .flatten()
+                .any(|l| l == c)
+        };
+        if !key_matches {
             Some(format!("exists but on ({})", ticked_live(&live.columns)))
+        } else if let Some(missing) = want.include.iter().find(|c| !carries(c)) {
+            Some(format!("exists but does not include `{missing}`"))
         } else if want.unique && !live.unique && !live.primary {
             Some("exists but is not unique".to_owned())
         } else {

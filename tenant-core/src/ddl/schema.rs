@@ -25,6 +25,9 @@ pub struct TableStatements {
     pub table: TableCreateStatement,
     /// `CREATE [UNIQUE] INDEX IF NOT EXISTS ..`: the tenant-leading keys.
     pub indexes: Vec<IndexCreateStatement>,
+    /// The columns each of `indexes` carries beside its key (`include(..)`), in the same order:
+    /// sea-query builds `INCLUDE` but does not read it back.
+    include: Vec<Vec<&'static str>>,
 }
 
 /// How a tenant table's keys are laid out.
@@ -76,6 +79,7 @@ fn entity_statements<E: Tenancy>(
     };
     table.if_not_exists();
     let mut indexes = Vec::new();
+    let mut include = Vec::new();
     if let Some(tenant) = E::tenant_column() {
         // A child that belongs to a tenant-scoped parent references `(tenant, key)`, so that a
         // row can only point at a parent of its own tenant; SeaORM's plain key stays beside it.
@@ -104,7 +108,7 @@ fn entity_statements<E: Tenancy>(
         let pk: Vec<E::Column> = E::PrimaryKey::iter()
             .map(PrimaryKeyToColumn::into_column)
             .collect();
-        let mut keyed = |unique: bool, columns: &[E::Column]| {
+        let mut keyed = |unique: bool, columns: &[E::Column], carried: &[E::Column]| {
             if unique && columns.iter().any(|c| c.as_str() == tenant.as_str()) {
                 return;
             }
@@ -121,23 +125,43 @@ fn entity_statements<E: Tenancy>(
                 name.push_str(c.as_str());
                 index.col(*c);
             }
+            // Named apart from the plain index on the same key, so that declaring `include`
+            // later creates the covering index instead of finding the old one there.
+            if !carried.is_empty() {
+                name.push_str("_include");
+            }
+            for c in carried {
+                name.push('_');
+                name.push_str(c.as_str());
+                // SQLite has no `INCLUDE`; further key columns cover the same reads there.
+                if backend == DbBackend::Sqlite {
+                    index.col(*c);
+                } else {
+                    index.include(*c);
+                }
+            }
             if unique {
                 index.unique();
             }
             indexes.push(index.name(name).to_owned());
+            include.push(carried.iter().map(IdenStatic::as_str).collect());
         };
         // In the distributed form the primary key is that unique already.
         if !distributed {
-            keyed(true, &pk);
+            keyed(true, &pk, &[]);
         }
         for u in spec.uniques() {
-            keyed(true, u);
+            keyed(true, u, &[]);
         }
         for i in spec.indexes() {
-            keyed(false, i);
+            keyed(false, i.columns(), i.include());
         }
     }
-    TableStatements { table, indexes }
+    TableStatements {
+        table,
+        indexes,
+        include,
+    }
 }
 
 /// `E`'s table in the distributed form: SeaORM's columns, the primary key `(tenant, <primary
@@ -251,6 +275,9 @@ pub struct ExpectedIndex {
     pub columns: Vec<String>,
     /// Whether it is a per-tenant unique.
     pub unique: bool,
+    /// The columns it carries beside its key (`INCLUDE`), in declaration order; an index whose
+    /// key is [`columns`](Self::columns) and that carries at least these is equivalent.
+    pub include: Vec<String>,
 }
 
 /// A tenant-consistent foreign key of an [`ExpectedTable`].
@@ -285,10 +312,12 @@ impl ExpectedTable {
         let indexes = s
             .indexes
             .iter()
-            .map(|i| ExpectedIndex {
+            .zip(&s.include)
+            .map(|(i, include)| ExpectedIndex {
                 name: i.get_index_spec().get_name().unwrap_or_default().to_owned(),
                 columns: i.get_index_spec().get_column_names(),
                 unique: i.is_unique_key(),
+                include: include.iter().map(|&c| c.to_owned()).collect(),
             })
             .collect();
         // SeaORM's own single-column foreign keys stay beside ours; only the ones that lead with
@@ -801,6 +830,7 @@ mod tests {
                 crate::TableSpec::new()
                     .unique(&[Column::Sku])
                     .index(&[Column::Title])
+                    .index_including(&[Column::Title], &[Column::Sku, Column::Id])
             }
         }
     }
@@ -829,8 +859,15 @@ mod tests {
                         false,
                         cols(&["tenant_id", "title"])
                     ),
+                    (
+                        "ix_item_tenant_id_title_include_sku_id",
+                        false,
+                        cols(&["tenant_id", "title"])
+                    ),
                 ]
             );
+            let include: Vec<&[String]> = item.indexes.iter().map(|i| &i.include[..]).collect();
+            assert_eq!(include, [&[][..], &[], &[], &cols(&["sku", "id"])]);
             let check = format!("\"tenant_id\" = {}", rls.current_tenant_sql());
             let policy = item.policy.as_ref().expect("the policy is parsed back");
             assert_eq!(policy.name, Rls::POLICY);
@@ -839,6 +876,27 @@ mod tests {
         }
         let plain = TenantTables::new().table::<item::Entity>();
         assert_eq!(plain.expected()[0].policy, None);
+    }
+
+    /// A covering index is `INCLUDE` on PostgreSQL; SQLite, which has none, gets the carried
+    /// columns as further key columns (what covers the same reads there).
+    #[test]
+    fn included_columns_are_include_on_postgres_and_key_columns_on_sqlite() {
+        let sql = |backend| {
+            let s = table_statements::<item::Entity>(backend);
+            let last = s.indexes.last().expect("the covering index");
+            backend.build(last).to_string()
+        };
+        assert_eq!(
+            sql(DbBackend::Postgres),
+            "CREATE INDEX IF NOT EXISTS \"ix_item_tenant_id_title_include_sku_id\" ON \"item\" \
+             (\"tenant_id\", \"title\") INCLUDE (\"sku\", \"id\")"
+        );
+        assert_eq!(
+            sql(DbBackend::Sqlite),
+            "CREATE INDEX IF NOT EXISTS \"ix_item_tenant_id_title_include_sku_id\" ON \"item\" \
+             (\"tenant_id\", \"title\", \"sku\", \"id\")"
+        );
     }
 
     #[test]
