@@ -8,7 +8,7 @@ use tenant::{TenantDb, TenantRepo};
 use uuid::Uuid;
 
 use crate::common::Env;
-use crate::common::entities::post;
+use crate::common::entities::{comment, post};
 
 /// The handle in app-level or RLS mode, reading through a pipeline of `size` connections.
 pub(crate) async fn env(rls: bool, size: usize) -> Env {
@@ -80,6 +80,26 @@ async fn every_read_kind_takes_the_pipeline_and_sees_one_tenant(rls: bool) {
             assert_eq!((first.unwrap()[0].id, n), (mine[0], 1), "first page");
             let (items, n) = pipelined(&env, pages.num_items()).await;
             assert_eq!((items.unwrap(), n), (2, 1), "paginator count");
+
+            // SeaORM's `SelectTwo`: each comment with its post, both of this tenant.
+            let also = || {
+                comment::Entity::find()
+                    .find_also_related(post::Entity)
+                    .order_by_asc(comment::Column::Body)
+            };
+            let (pairs, n) = pipelined(&env, also().all(&env.db)).await;
+            let pairs = pairs.unwrap();
+            assert_eq!((pairs.len(), n), (2, 1), "find_also_related");
+            for (c, p) in &pairs {
+                let p = p.as_ref().expect("the comment's post");
+                assert_eq!((c.tenant_id, p.tenant_id), (*t.as_uuid(), *t.as_uuid()));
+                assert_eq!(p.id, c.post_id);
+            }
+            let (first, n) = pipelined(&env, also().one(&env.db)).await;
+            assert_eq!(
+                (first.unwrap().map(|(c, _)| c.id), n),
+                (Some(pairs[0].0.id), 1)
+            );
         })
         .await;
     }

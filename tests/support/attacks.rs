@@ -56,6 +56,8 @@ async fn poll_then_drop<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Read,
+    /// SeaORM's `SelectTwo`: `find_also_related`.
+    ReadPair,
     Count,
     Insert,
     Update,
@@ -67,8 +69,9 @@ enum Kind {
     Transaction,
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 10] = [
     Kind::Read,
+    Kind::ReadPair,
     Kind::Count,
     Kind::Insert,
     Kind::Update,
@@ -88,6 +91,11 @@ async fn run(env: &Env, kind: Kind, acme_post: Uuid) {
         // left on the connection is.
         let _ = match kind {
             Kind::Read => repo.all().await.map(drop),
+            Kind::ReadPair => comment::Entity::find()
+                .find_also_related(post::Entity)
+                .all(db)
+                .await
+                .map(drop),
             Kind::Count => repo.count().await.map(drop),
             Kind::Insert => repo.insert(new_post("cancelled")).await.map(drop),
             Kind::Update => repo

@@ -203,7 +203,9 @@ fn count_of(row: &sea_orm::QueryResult) -> std::result::Result<u64, sea_orm::DbE
 /// `None` otherwise, before anything has run, and the caller takes the sqlx path.
 #[cfg(feature = "pipeline")]
 pub(super) mod piped {
-    use sea_orm::{DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select, Statement};
+    use sea_orm::{
+        DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select, SelectTwo, Statement,
+    };
 
     use super::Plan;
     use crate::exec::{self, TenantConnection};
@@ -237,6 +239,32 @@ pub(super) mod piped {
             .collect();
         // Boxed: keeps the pipelined path's state out of every read's future.
         Box::pin(route.models(&stmt, &decoder, &columns)).await
+    }
+
+    /// The pairs `select` returns: each row of `E` with its row of `R`, if any.
+    pub(in crate::query) async fn pairs<E: Tenancy, R: Tenancy, C: TenantConnection + ?Sized>(
+        conn: &C,
+        plan: &Plan,
+        select: &SelectTwo<E, R>,
+    ) -> Result<Option<Vec<(E::Model, Option<R::Model>)>>> {
+        let Some(route) = exec::route(conn, plan.access(), plan.span()).await? else {
+            return Ok(None);
+        };
+        let (Some(a), Some(b)) = (E::__pg_decoder(), R::__pg_decoder()) else {
+            crate::pipeline::declined("a field of a model has no tokio-postgres decoding");
+            return Ok(None);
+        };
+        let stmt = select.build(DbBackend::Postgres);
+        // SeaORM names the columns of a `SelectTwo` `A_<column>` and `B_<column>`.
+        let a_columns: Vec<String> = <E as EntityTrait>::Column::iter()
+            .map(|c| format!("A_{}", c.as_str()))
+            .collect();
+        let b_columns: Vec<String> = <R as EntityTrait>::Column::iter()
+            .map(|c| format!("B_{}", c.as_str()))
+            .collect();
+        let a_names: Vec<&str> = a_columns.iter().map(String::as_str).collect();
+        let b_names: Vec<&str> = b_columns.iter().map(String::as_str).collect();
+        Box::pin(route.pairs(&stmt, (&a, &a_names), (&b, &b_names))).await
     }
 
     /// How many rows `select` matches, counted as SeaORM's `count` does.

@@ -393,6 +393,10 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwo<E, R>> {
         conn: &C,
     ) -> Result<Vec<(E::Model, Option<R::Model>)>> {
         let (select, plan) = self.prepare_two::<E, R, C>(conn)?;
+        #[cfg(feature = "pipeline")]
+        if let Some(pairs) = piped::pairs(conn, &plan, &select).await? {
+            return Ok(pairs);
+        }
         in_unit!(plan, conn, |exec| select.all(exec))
     }
 
@@ -402,6 +406,15 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwo<E, R>> {
         conn: &C,
     ) -> Result<Option<(E::Model, Option<R::Model>)>> {
         let (select, plan) = self.prepare_two::<E, R, C>(conn)?;
+        #[cfg(feature = "pipeline")]
+        let select = {
+            // SeaORM's `one` adds the same `LIMIT 1`.
+            let select = select.limit(1);
+            if let Some(pairs) = piped::pairs(conn, &plan, &select).await? {
+                return Ok(pairs.into_iter().next());
+            }
+            select
+        };
         in_unit!(plan, conn, |exec| select.one(exec))
     }
 }

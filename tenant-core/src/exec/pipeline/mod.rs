@@ -232,6 +232,39 @@ impl Route<'_> {
         self.decoded(stmt, decoder, columns, false).await
     }
 
+    /// The rows of `stmt` as pairs: an `A` from the columns `a`, and a `B` from the columns `b`
+    /// when they decode (SeaORM's `SelectTwo`: a `B` whose columns are `NULL`, the left join's
+    /// missing row, is `None`, as SeaORM reads it). `None` as for [`models`](Self::models).
+    pub(crate) async fn pairs<A, B>(
+        &self,
+        stmt: &Statement,
+        (a, a_columns): (&Decoder<A>, &[&str]),
+        (b, b_columns): (&Decoder<B>, &[&str]),
+    ) -> Result<Option<Vec<(A, Option<B>)>>> {
+        let rows = async {
+            let fits = |prepared: &tokio_postgres::Statement| {
+                Some((
+                    a.plan(prepared.columns(), a_columns)?,
+                    b.plan(prepared.columns(), b_columns)?,
+                ))
+            };
+            let Some((client, ready)) = self.prepare(stmt, fits).await? else {
+                return Ok(None);
+            };
+            let rows = ready.run(&client, self).await;
+            let Some(rows) = settle(rows, &client.statement_cache, stmt, false)? else {
+                return Ok(None);
+            };
+            let (at_a, at_b) = &ready.fit;
+            rows.iter()
+                .map(|row| Ok(((a.decode)(row, at_a)?, (b.decode)(row, at_b).ok())))
+                .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
+                .map(Some)
+                .map_err(db_err)
+        };
+        tracing::Instrument::instrument(rows, self.span.clone()).await
+    }
+
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
     /// [`models`](Self::models).
     pub(crate) async fn count(&self, stmt: &Statement) -> Result<Option<u64>> {
