@@ -30,13 +30,24 @@ usage: cargo bench --all-features --bench tenancy -- [options]
                      tenant on a schema of its own; the last three
                      not on Citus), db-rls, db-rls-pipe (`rls` with
                      every tenant on a database of its own, T <= 200;
-                     `--backend postgres` only)                [all]
+                     `--backend postgres` only), typeorm,
+                     typeorm-rls (the TypeORM control on Node,
+                     benches/typeorm/bench.js: the seeds'
+                     TenantRepository with AsyncLocalStorage as the
+                     plain role, and the same inside
+                     withTenantTransaction, `set_config`, as the RLS
+                     role; PostgreSQL only, not on Citus; needs Node
+                     and `npm ci --prefix benches/typeorm`)    [all]
   --only LIST        get, page, count, write (= insert, update
                      and delete), many (= update many: qty + 1
                      on 5 rows of a tenant)                    [all]
   --cluster          after seeding each PostgreSQL data set (not on Citus):
                      `CLUSTER item USING` its (tenant_id, created_at) index,
                      then `VACUUM (ANALYZE) item`: each tenant's rows together
+  --covering         after seeding each PostgreSQL data set (not on Citus):
+                     replace the (tenant_id, created_at) index by the covering
+                     one `index(created_at, include(id, label, qty))` declares,
+                     then `VACUUM (ANALYZE) item`: the page from the index alone
   --threads N        tokio worker threads of the client; 0: one thread
                      (current-thread runtime)                  [2]
   --seed N           seed of the data and of the key choices   [20251125]
@@ -104,6 +115,8 @@ pub(crate) enum Layout {
     AsWritten,
     /// `--cluster`: ordered by `(tenant_id, created_at)`.
     Clustered,
+    /// `--covering`: as written, with a covering `(tenant_id, created_at)` index instead.
+    Covering,
 }
 
 pub(crate) enum Parsed {
@@ -176,7 +189,11 @@ impl Args {
                 }
                 "--ping-on-acquire" => given.ping_on_acquire = true,
                 "--no-cpu-qos" => given.no_cpu_qos = true,
+                "--cluster" | "--covering" if given.layout != Layout::AsWritten => {
+                    return Err("`--cluster` and `--covering` are two layouts: pick one".into());
+                }
                 "--cluster" => given.layout = Layout::Clustered,
+                "--covering" => given.layout = Layout::Covering,
                 "--statements" => given.mode = Some(Mode::Statements),
                 "--fleet" => given.fleet = Some(number(&value()?, "--fleet")?),
                 "--cap" => given.cap = Some(number(&value()?, "--cap")?),

@@ -2,7 +2,9 @@
 //! `TenantRepo` (app-level), RLS mode, hand-written raw sqlx with `set_config`, and raw
 //! tokio-postgres without and with an RLS binding pipelined by hand, on a
 //! throwaway PostgreSQL (started like the tests' one) and on SQLite; and, when asked for, on a
-//! Citus cluster, the table distributed by tenant (`set_config` replaced by `SET LOCAL` there).
+//! Citus cluster, the table distributed by tenant (`set_config` replaced by `SET LOCAL` there);
+//! and, when named, the seeds' `TypeORM` repository on Node (`benches/typeorm`), without and with
+//! its RLS transaction.
 //!
 //! ```sh
 //! cargo bench --all-features --bench tenancy                  # the full run of BENCHMARKS.md
@@ -28,6 +30,7 @@ mod report;
 mod run;
 mod setup;
 mod tokio_pg;
+mod typeorm;
 
 use std::process::ExitCode;
 

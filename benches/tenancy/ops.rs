@@ -18,6 +18,7 @@ use crate::Result;
 use crate::data::{Key, MANY, Row};
 use crate::entity::{item, plain};
 use crate::tokio_pg::TokioPg;
+use crate::typeorm::TypeOrm;
 
 /// Rows in a page.
 pub(crate) const PAGE: u64 = 50;
@@ -68,6 +69,13 @@ pub(crate) enum Imp {
     /// '..'`, the statement of [`Imp::TokioPg`] (with its tenant filter) and `COMMIT` issued
     /// together, one round trip: what the pipeline does, without the library.
     TokioPgRls,
+    /// The seeds' `TypeORM` `TenantRepository` with `AsyncLocalStorage` on Node, as the role of
+    /// [`Imp::Sqlx`]: the app-level filter of the guide (`benches/typeorm/bench.js`). Not in the
+    /// default set (it needs Node and `npm ci --prefix benches/typeorm`); PostgreSQL only.
+    TypeOrm,
+    /// [`Imp::TypeOrm`] inside the guide's `withTenantTransaction` (`dataSource.transaction`,
+    /// `SELECT set_config('app.tenant_id', $1, true)`, the operation) as the RLS role.
+    TypeOrmRls,
 }
 
 impl Imp {
@@ -85,7 +93,7 @@ impl Imp {
     ];
 
     /// Every implementation, the opt-in ones too: the order of the report's rows.
-    pub(crate) const EVERY: [Imp; 15] = [
+    pub(crate) const EVERY: [Imp; 17] = [
         Imp::Sqlx,
         Imp::TokioPg,
         Imp::SeaOrm,
@@ -101,6 +109,8 @@ impl Imp {
         Imp::SqlxTxn,
         Imp::SqlxSetLocal,
         Imp::TokioPgRls,
+        Imp::TypeOrm,
+        Imp::TypeOrmRls,
     ];
 
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
@@ -120,9 +130,11 @@ impl Imp {
             "db-rls-pipe" => Imp::DbRlsPipe,
             "tokio-pg" => Imp::TokioPg,
             "tokio-pg-rls" => Imp::TokioPgRls,
+            "typeorm" => Imp::TypeOrm,
+            "typeorm-rls" => Imp::TypeOrmRls,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `tokio-pg`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `tokio-pg-rls`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`, `db-rls`, `db-rls-pipe`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `tokio-pg`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `tokio-pg-rls`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`, `db-rls`, `db-rls-pipe`, `typeorm`, `typeorm-rls`"
                 ));
             }
         })
@@ -146,7 +158,14 @@ impl Imp {
             Imp::DbRlsPipe => "database tier, RLS, pipeline",
             Imp::TokioPg => "raw tokio-postgres",
             Imp::TokioPgRls => "hand-written RLS pipeline",
+            Imp::TypeOrm => "TypeORM seed repo (app)",
+            Imp::TypeOrmRls => "TypeORM seed repo + RLS txn",
         }
+    }
+
+    /// Whether it runs in the `TypeORM` control's node process.
+    pub(crate) fn typeorm(self) -> bool {
+        matches!(self, Imp::TypeOrm | Imp::TypeOrmRls)
     }
 
     /// Whether it runs on the database tier.
@@ -169,6 +188,8 @@ impl Imp {
                 | Imp::DbRlsPipe
                 | Imp::TokioPg
                 | Imp::TokioPgRls
+                | Imp::TypeOrm
+                | Imp::TypeOrmRls
         )
     }
 }
@@ -310,6 +331,8 @@ pub(crate) struct Target {
     pub(crate) db_rls: Option<DbTier>,
     /// The tokio-postgres pools of `tokio-pg` and `tokio-pg-rls` (PostgreSQL only).
     pub(crate) tokio_pg: Option<TokioPg>,
+    /// The node process of `typeorm` and `typeorm-rls` (PostgreSQL, when asked for).
+    pub(crate) typeorm: Option<TypeOrm>,
     /// Rows per tenant: what `count` must return.
     pub(crate) rows: u64,
 }
@@ -382,6 +405,14 @@ impl Target {
                     .as_ref()
                     .ok_or("tokio-postgres needs PostgreSQL")?;
                 pools.run(imp == Imp::TokioPgRls, op, key).await?
+            }
+            // The node process checks its own results.
+            (Imp::TypeOrm | Imp::TypeOrmRls, _) => {
+                let node = self
+                    .typeorm
+                    .as_ref()
+                    .ok_or("TypeORM runs on PostgreSQL, when named")?;
+                return node.run(imp, op, key).await;
             }
         };
         self.check(imp, op, key, &outcome)

@@ -273,6 +273,7 @@ fn targets(out: &mut String, sections: &[(Backend, u64, usize)], get: &Lookup<'_
             (Imp::RlsPipe, Imp::TokioPgRls),
             |_| Some(0.9),
         );
+        typeorm_tables(out, &pg, get);
         ratio_table(
             out,
             "`TenantRepo` (app-level) with the pipeline faster than plain SeaORM (ops/s ratio > 1)",
@@ -291,6 +292,40 @@ fn targets(out: &mut String, sections: &[(Backend, u64, usize)], get: &Lookup<'_
         );
     }
     scaling_table(out, sections, get);
+}
+
+/// RLS mode over the seeds' `TypeORM` pattern with RLS (the issue's target), and `TenantRepo` over
+/// the same pattern without RLS.
+fn typeorm_tables(out: &mut String, pg: &[(Backend, u64, usize)], get: &Lookup<'_>) {
+    for (imp, what) in [
+        (Imp::Rls, "RLS mode"),
+        (Imp::RlsPipe, "RLS mode with the pipeline"),
+    ] {
+        ratio_table(
+            out,
+            &format!(
+                "{what} ≥ 3× the TypeORM seed pattern with RLS (`withTenantTransaction`) on \
+                 reads, ≥ 2.5× on writes (ops/s ratio)"
+            ),
+            pg,
+            get,
+            (imp, Imp::TypeOrmRls),
+            |op| Some(if op.is_read() { 3.0 } else { 2.5 }),
+        );
+    }
+    for (imp, what) in [
+        (Imp::Repo, "`TenantRepo` (app-level)"),
+        (Imp::RepoPipe, "`TenantRepo` (app-level) with the pipeline"),
+    ] {
+        ratio_table(
+            out,
+            &format!("{what} over the TypeORM seed pattern without RLS (ops/s ratio; no target)"),
+            pg,
+            get,
+            (imp, Imp::TypeOrm),
+            |_| None,
+        );
+    }
 }
 
 /// The hand-written RLS transactions RLS mode is compared with: `set_config` on PostgreSQL,

@@ -13,7 +13,35 @@ use crate::ops::{Group, Imp, Op, Target};
 use crate::report::{self, Backend, CellKey, Results};
 use crate::setup::{self, Tiers, timed};
 
+/// `--cluster`, `--covering`: changes the seeded table's layout, and says so in the report's
+/// notes (once, however many data sets).
+async fn lay_out(layout: Layout, seeded: &setup::PgData, notes: &mut Vec<String>) -> Result<()> {
+    let note = match layout {
+        Layout::AsWritten => return Ok(()),
+        Layout::Covering => {
+            let index = timed("covering index", seeded.cover()).await?;
+            format!(
+                "covering index: after seeding, `ix_item_tenant_id_created_at` replaced by \
+                 `{index}` (tenant_id, created_at) INCLUDE (id, label, qty); `VACUUM (ANALYZE) item`"
+            )
+        }
+        Layout::Clustered => {
+            let index = timed("cluster", seeded.cluster()).await?;
+            format!(
+                "rows clustered: after seeding, `CLUSTER item USING {index}; VACUUM (ANALYZE) \
+                 item` (each tenant's rows on adjacent pages)"
+            )
+        }
+    };
+    if !notes.contains(&note) {
+        notes.push(note);
+    }
+    Ok(())
+}
+
 pub(crate) async fn main(args: &Args) -> Result<()> {
+    // Checked first, as Citus is: a missing install should not wait for the seeding.
+    check_typeorm(args)?;
     if args.mode == Mode::Statements {
         // Boxed: the future is larger than clippy's limit for the stack.
         return Box::pin(statements(args)).await;
@@ -66,16 +94,7 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
             match backend {
                 Backend::Postgres => {
                     let seeded = timed("seed", setup::pg_seed(&data)).await?;
-                    if args.layout == Layout::Clustered {
-                        let index = timed("cluster", seeded.cluster()).await?;
-                        let note = format!(
-                            "rows clustered: after seeding, `CLUSTER item USING {index}; \
-                             VACUUM (ANALYZE) item` (each tenant's rows on adjacent pages)"
-                        );
-                        if !results.notes.contains(&note) {
-                            results.notes.push(note);
-                        }
-                    }
+                    lay_out(args.layout, &seeded, &mut results.notes).await?;
                     if results.postgres_version.is_none() {
                         results.postgres_version = Some(setup::pg_version(&seeded.admin).await?);
                         // Every data set's, before the first is measured.
@@ -111,6 +130,16 @@ pub(crate) async fn main(args: &Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     ));
     report::print(args, &results);
+    Ok(())
+}
+
+/// Node and the packages of the `TypeORM` control, when it runs.
+fn check_typeorm(args: &Args) -> Result<()> {
+    if args.impls.iter().any(|imp| imp.typeorm())
+        && (args.mode == Mode::Statements || args.backends.contains(&Backend::Postgres))
+    {
+        crate::typeorm::check_installed()?;
+    }
     Ok(())
 }
 
@@ -191,11 +220,68 @@ async fn measure(
             .notes
             .push(tier.describe(&imps, data.tenants, workers));
     }
+    if let Some(node) = &target.typeorm {
+        let summary = node.finish().await?;
+        typeorm_summary(&summary, backend, data, workers, results)?;
+        if !results.notes.contains(&node.note) {
+            results.notes.push(node.note.clone());
+        }
+    }
     target.close().await;
     eprintln!(
         "  {workers} worker(s): {:.1} s",
         start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Shows the `TypeORM` node process's own figures of a cell on stderr, after checking that it
+/// counted what the cells hold.
+fn typeorm_summary(
+    summary: &serde_json::Value,
+    backend: Backend,
+    data: &DataSet,
+    workers: usize,
+    results: &Results,
+) -> Result<()> {
+    for imp in [Imp::TypeOrm, Imp::TypeOrmRls] {
+        let variant = if imp == Imp::TypeOrm {
+            "typeorm"
+        } else {
+            "typeorm-rls"
+        };
+        for op in Op::ALL {
+            let key = CellKey {
+                backend,
+                tenants: data.tenants,
+                workers,
+                op,
+                imp,
+            };
+            let Some(cell) = results.cells.get(&key) else {
+                continue;
+            };
+            let name = crate::typeorm::op_name(op);
+            let own = &summary[variant][name];
+            if own["count"].as_u64() != Some(cell.latencies_ns.len() as u64) {
+                return Err(format!(
+                    "{variant} {name}: the node process counted {} measured operations, the \
+                     report {}",
+                    own["count"],
+                    cell.latencies_ns.len()
+                )
+                .into());
+            }
+            eprintln!(
+                "  {variant} {name} (node's own summary): {} ops, {:.0} ops/s, p50 {:.1} µs, \
+                 p99 {:.1} µs",
+                own["count"],
+                own["ops_per_s"].as_f64().unwrap_or(f64::NAN),
+                own["p50_us"].as_f64().unwrap_or(f64::NAN),
+                own["p99_us"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -240,6 +326,12 @@ fn implementations(args: &Args, backend: Backend) -> (Vec<Imp>, Vec<String>) {
                          and Citus needs the two as messages of their own",
                         imp.name()
                     )),
+                    Imp::TypeOrm | Imp::TypeOrmRls => notes.push(format!(
+                        "Citus: `{}` not run: the TypeORM control runs on PostgreSQL only \
+                         (`set_config`, which its RLS transaction binds with, never reaches \
+                         Citus's workers)",
+                        imp.name()
+                    )),
                     Imp::SchemaRls | Imp::SchemaRlsPipe => notes.push(format!(
                         "Citus: `{}` not run: a schema per tenant is the alternative to a table \
                          distributed by tenant, not a form of it",
@@ -260,7 +352,7 @@ struct Runner<'a> {
 }
 
 /// Wall time and per-operation latencies of one operation's phase of a block.
-type Phase = (Op, Duration, Vec<u64>);
+pub(crate) type Phase = (Op, Duration, Vec<u64>);
 
 impl Runner<'_> {
     /// Opens every tenant database's connections and prepares every operation's statements on
@@ -319,6 +411,14 @@ impl Runner<'_> {
                 Arc::new(keys)
             })
             .collect();
+        if imp.typeorm() {
+            let node = self
+                .target
+                .typeorm
+                .as_ref()
+                .ok_or("TypeORM runs on PostgreSQL only")?;
+            return node.block(imp, group.ops(), &keys, round != u64::MAX).await;
+        }
         let mut phases = Vec::new();
         for &op in group.ops() {
             phases.push(self.phase(imp, op, &keys).await?);

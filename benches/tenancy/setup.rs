@@ -39,6 +39,7 @@ use crate::entity::item;
 use crate::ops::{DbTier, Imp, Raw, Target};
 use crate::pg;
 use crate::tokio_pg::{self, TokioPg};
+use crate::typeorm::{TypeOrm, Variants};
 
 /// The role the non-RLS implementations connect as (see the module docs).
 pub(crate) const PLAIN_ROLE: &str = "tenant_bench_plain";
@@ -98,11 +99,13 @@ struct DatabaseTierData {
     _catalog_db: pg::TestDb,
 }
 
-/// Which tiers besides the shared one a target serves.
+/// Which tiers besides the shared one a target serves, and which `TypeORM` variants its node
+/// process runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Tiers {
     pub(crate) schemas: bool,
     pub(crate) databases: bool,
+    pub(crate) typeorm: Variants,
 }
 
 impl Tiers {
@@ -113,6 +116,7 @@ impl Tiers {
                 .iter()
                 .any(|i| matches!(i, Imp::SchemaRls | Imp::SchemaRlsPipe)),
             databases: imps.iter().any(|i| i.database_tier()),
+            typeorm: Variants::of(imps),
         }
     }
 }
@@ -361,6 +365,35 @@ impl PgData {
         Ok(index)
     }
 
+    /// `--covering`: drops the plain `(tenant_id, created_at)` index and creates the covering
+    /// one that [`covering`](crate::entity::covering)'s declaration makes, then vacuums (so that
+    /// the visibility map lets the page skip the heap) and analyses `item`. Returns its name.
+    pub(crate) async fn cover(&self) -> Result<String> {
+        let statements = tenant::table_statements::<crate::entity::covering::Entity>(
+            sea_orm::DbBackend::Postgres,
+        );
+        let index = statements
+            .indexes
+            .last()
+            .ok_or("the covering declaration makes no index")?;
+        let name = index
+            .get_index_spec()
+            .get_name()
+            .ok_or("the covering index has no name")?
+            .to_owned();
+        let sql = sea_orm::DbBackend::Postgres.build(index).to_string();
+        sqlx::raw_sql("DROP INDEX ix_item_tenant_id_created_at")
+            .execute(&self.admin)
+            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&self.admin)
+            .await?;
+        sqlx::raw_sql("VACUUM (ANALYZE) item")
+            .execute(&self.admin)
+            .await?;
+        Ok(name)
+    }
+
     /// Whether this is the table on a Citus coordinator.
     fn citus(&self) -> bool {
         matches!(self.home, Home::Citus)
@@ -570,6 +603,8 @@ impl PgData {
         } else {
             Some(with_catalog(&orm, data, Some(&self.admin)).await?)
         };
+        // After the data set is seeded and the Rust pools are connected.
+        let typeorm = self.typeorm(data, workers, tiers.typeorm).await?;
         Ok(Target {
             schema_rls,
             db_rls,
@@ -581,6 +616,7 @@ impl PgData {
             repo_pipe: Some(repo_pipe),
             rls_pipe: Some(rls_pipe),
             tokio_pg: Some(tokio_pg),
+            typeorm,
             rows: data.rows,
         })
     }
@@ -643,6 +679,19 @@ impl PgData {
 }
 
 impl PgData {
+    /// The `TypeORM` control's node process for `variants`, if any (not on Citus).
+    async fn typeorm(
+        &self,
+        data: &DataSet,
+        workers: usize,
+        variants: Variants,
+    ) -> Result<Option<TypeOrm>> {
+        if self.citus() {
+            return Ok(None);
+        }
+        TypeOrm::start(&self.plain_url, &self.app_url, workers, data.rows, variants).await
+    }
+
     /// A database per tenant (copies of one template with `item`, its policy and the app role's
     /// grants) holding exactly that tenant's rows, the same as in the shared table, each
     /// vacuumed and analysed; and a catalog in a database of its own listing every tenant on the
@@ -731,10 +780,10 @@ impl DatabaseTierData {
 
 /// Connections a cell holds besides the database tier's: the target's pools of `workers` each
 /// (plain and app; a pipeline each for `repo-pipe` and `rls-pipe`, and for the schema tier's; a
-/// tokio-postgres pool each for `tokio-pg` and `tokio-pg-rls`), and a few for setup (the data
-/// set's owner, the catalogs' owners).
-fn other_connections(workers: usize, schemas: bool) -> u64 {
-    let pools = if schemas { 7 } else { 6 };
+/// tokio-postgres pool each for `tokio-pg` and `tokio-pg-rls`; a `TypeORM` pool each for `typeorm`
+/// and `typeorm-rls`), and a few for setup (the data set's owner, the catalogs' owners).
+fn other_connections(workers: usize, tiers: Tiers) -> u64 {
+    let pools = 6 + u64::from(tiers.schemas) + tiers.typeorm.pools();
     pools * workers as u64 + 4
 }
 
@@ -766,7 +815,7 @@ pub(crate) async fn check_connections(admin: &PgPool, args: &Args) -> Result<()>
             if args.impls.contains(&Imp::DbRlsPipe) {
                 tier += tenants * 2 * per_tenant;
             }
-            let need = tier + other_connections(workers, tiers.schemas);
+            let need = tier + other_connections(workers, tiers);
             if i64::try_from(need)? > room {
                 return Err(format!(
                     "the database tier at T={tenants}, C={workers} may hold {tier} connections \
@@ -939,6 +988,7 @@ impl SqliteData {
             repo_pipe: None,
             rls_pipe: None,
             tokio_pg: None,
+            typeorm: None,
             rows: data.rows,
         })
     }
@@ -972,6 +1022,11 @@ impl Target {
             if let Some(app) = &pools.app {
                 app.close();
             }
+        }
+        if let Some(node) = &self.typeorm
+            && let Err(e) = node.close().await
+        {
+            eprintln!("  TypeORM control: {e}");
         }
     }
 }
