@@ -236,8 +236,12 @@ pub(super) const SPLIT: &str = ";\n";
 /// The messages an opening is sent as: itself, or `BEGIN` and the binding.
 #[cfg(feature = "postgres")]
 pub(crate) fn opening_messages(opening: &str) -> (&str, Option<&str>) {
-    match opening.split_once(SPLIT) {
-        Some((begin, binding)) => (begin, Some(binding)),
+    // An opening starts `BEGIN` and then either `; ` or the split: no search needed.
+    match opening
+        .strip_prefix("BEGIN")
+        .and_then(|rest| rest.strip_prefix(SPLIT))
+    {
+        Some(binding) => ("BEGIN", Some(binding)),
         None => (opening, None),
     }
 }
@@ -251,16 +255,21 @@ impl Bound<'_> {
     /// connection can stand in for a tenant table; a tenant's own schema comes first, so its
     /// tables are the ones its statements name.
     fn sql(&self) -> String {
-        use std::fmt::Write as _;
-        let mut sql = if self.split {
-            format!("BEGIN{SPLIT}")
-        } else {
-            String::from("BEGIN; ")
-        };
-        // `TenantId` displays as a hyphenated UUID: hex digits and dashes only; the setting and
-        // the schemas were validated as identifiers, and the own schema is quoted too.
+        // Built by hand rather than with `format!`: it runs for every unit of work, and the
+        // formatting machinery (the UUID's `Display` above all) cost more than the rest of
+        // building it.
+        let mut sql = String::with_capacity(128 + self.search_path.len());
+        sql.push_str("BEGIN");
+        sql.push_str(if self.split { SPLIT } else { "; " });
+        // `TenantId` is written as a hyphenated UUID: hex digits and dashes only; the setting
+        // and the schemas were validated as identifiers, and the own schema is quoted too.
         if let Some((setting, tenant)) = self.setting {
-            let _ = write!(sql, "SET LOCAL {setting} = '{tenant}'; ");
+            let mut uuid = uuid::Uuid::encode_buffer();
+            sql.push_str("SET LOCAL ");
+            sql.push_str(setting);
+            sql.push_str(" = '");
+            sql.push_str(tenant.as_uuid().hyphenated().encode_lower(&mut uuid));
+            sql.push_str("'; ");
         }
         sql.push_str("SET LOCAL search_path = ");
         if let Some(schema) = self.schema {
@@ -294,6 +303,17 @@ mod tests {
             "BEGIN; SET LOCAL app.tenant_id = '00000000-0000-0000-0000-000000000001'; \
              SET LOCAL search_path = public, pg_temp"
         );
+        // Written as `TenantId` displays: lowercase, hyphenated.
+        let hex = TenantId::from(uuid::Uuid::from_u128(
+            0xDEAD_BEEF_0123_4567_89AB_CDEF_F00D_CAFE,
+        ));
+        assert_eq!(
+            bound(Some(("app.tenant_id", hex)), None, "public"),
+            format!(
+                "BEGIN; SET LOCAL app.tenant_id = '{hex}'; SET LOCAL search_path = public, pg_temp"
+            )
+        );
+        assert!(hex.to_string().contains("deadbeef-0123"), "{hex}");
         assert_eq!(
             bound(None, None, "app, public"),
             "BEGIN; SET LOCAL search_path = app, public, pg_temp"
