@@ -163,7 +163,7 @@ pub(crate) fn get_statement<E: Tenancy>(
     values.extend(plan.tenant_value());
     // SeaORM's `one` adds `LIMIT 1`, a bound value.
     values.push(Value::from(1_u64));
-    let scoped = plan.predicate().is_some();
+    let scoped = plan.is_scoped();
     template::statement::<E>(Shape::Get, backend, scoped, values, || {
         let key = KeyOf::<E>::from_value_tuple(key.clone());
         #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
@@ -176,7 +176,7 @@ pub(crate) fn get_statement<E: Tenancy>(
 /// kept once built.
 pub(crate) fn count_statement<E: Tenancy>(plan: &Plan, backend: DbBackend) -> sea_orm::Statement {
     let values = plan.tenant_value().into_iter().collect();
-    let scoped = plan.predicate().is_some();
+    let scoped = plan.is_scoped();
     template::statement::<E>(Shape::Count, backend, scoped, values, || {
         #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
         let select = <E as EntityTrait>::find();

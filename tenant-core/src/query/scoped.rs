@@ -472,7 +472,7 @@ impl<E: Tenancy> Scoped<CursorOf<E>> {
         self.check_pinned(conn)?;
         let plan = Plan::of::<E, C>(conn, "cursor")?;
         if let Some(p) = plan.predicate() {
-            QuerySelect::query(&mut self.query.cursor).cond_where(p.clone());
+            QuerySelect::query(&mut self.query.cursor).cond_where(p);
         }
         let mut cursor = self.query.cursor;
         in_unit!(plan, conn, |exec| cursor.all(exec))

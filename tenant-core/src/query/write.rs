@@ -352,7 +352,7 @@ where
     }
     values.extend(plan.tenant_value());
     let shape = Shape::Update { changed };
-    let scoped = plan.predicate().is_some();
+    let scoped = plan.is_scoped();
     Some(template::statement::<A::Entity>(
         shape,
         backend,
@@ -577,7 +577,7 @@ pub(crate) fn delete_by_id_statement<E: TenantScoped>(
 ) -> sea_orm::Statement {
     let mut values: Vec<Value> = key.clone().into_iter().collect();
     values.extend(plan.tenant_value());
-    let scoped = plan.predicate().is_some();
+    let scoped = plan.is_scoped();
     template::statement::<E>(Shape::DeleteById, backend, scoped, values, || {
         let key = <E::PrimaryKey as PrimaryKeyTrait>::ValueType::from_value_tuple(key.clone());
         #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
@@ -663,7 +663,7 @@ where
     let mut on_conflict = OnConflict::columns(target);
     on_conflict.update_columns(update);
     if let Some(p) = plan.predicate() {
-        on_conflict.action_and_where(p.clone());
+        on_conflict.action_and_where(p);
     }
     let insert = A::Entity::insert(am).on_conflict(on_conflict);
     // On the pipeline as a one-row insert is: no row back is another tenant's key.

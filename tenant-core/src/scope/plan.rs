@@ -11,7 +11,9 @@ use crate::exec::{self, TenantConnection, Unit};
 /// How one operation on `E` runs: the predicate that limits it to the tenant, and whom the
 /// unit of work acts for.
 pub(crate) struct Plan {
-    predicate: Option<Expr>,
+    /// Builds the tenant predicate for the tenant's value: built only where a statement is
+    /// built, since a kept statement ([`template`](crate::query)) takes the value alone.
+    predicate: Option<fn(sea_orm::Value) -> Expr>,
     access: Option<Access>,
     /// `tenant.op`, with the tenant (or `system`), the operation and the entity, around the
     /// operation's statements; a span without metadata when no subscriber wants it.
@@ -58,7 +60,7 @@ impl Plan {
         }
         let predicate = match (&access, E::tenant_column()) {
             (_, None) => None,
-            (Access::Tenant(id), Some(column)) => Some(column.eq(id.to_value())),
+            (Access::Tenant(_), Some(_)) => Some(tenant_predicate::<E> as fn(_) -> _),
             (Access::System(reason), Some(_)) => {
                 audit_system(reason, operation, table_name::<E>());
                 None
@@ -111,15 +113,21 @@ impl Plan {
 
     /// `query` with the tenant predicate added.
     pub(crate) fn apply<Q: QueryFilter>(&self, query: Q) -> Q {
-        match &self.predicate {
-            Some(p) => query.filter(p.clone()),
+        match self.predicate() {
+            Some(p) => query.filter(p),
             None => query,
         }
     }
 
+    /// Whether the operation is limited to a tenant (a tenant-scoped entity, acting for a
+    /// tenant).
+    pub(crate) fn is_scoped(&self) -> bool {
+        self.predicate.is_some()
+    }
+
     /// The predicate, for statements that take it elsewhere (an upsert's `WHERE`).
-    pub(crate) fn predicate(&self) -> Option<&Expr> {
-        self.predicate.as_ref()
+    pub(crate) fn predicate(&self) -> Option<Expr> {
+        Some((self.predicate?)(self.tenant_value()?))
     }
 
     /// The value the predicate compares the tenant column with, if there is a predicate.
@@ -137,4 +145,10 @@ impl Plan {
     ) -> Result<Unit<'c>> {
         exec::unit(conn, self.access.as_ref()).await
     }
+}
+
+/// `E`'s tenant column equal to `tenant`.
+fn tenant_predicate<E: Tenancy>(tenant: sea_orm::Value) -> Expr {
+    let column = E::tenant_column().expect("built only for a tenant-scoped entity");
+    column.eq(tenant)
 }
