@@ -241,52 +241,28 @@ impl Route<'_> {
         (a, a_columns): (&Decoder<A>, &[&str]),
         (b, b_columns): (&Decoder<B>, &[&str]),
     ) -> Result<Option<Vec<(A, Option<B>)>>> {
-        let rows = async {
-            let fits = |prepared: &tokio_postgres::Statement| {
-                Some((
-                    a.plan(prepared.columns(), a_columns)?,
-                    b.plan(prepared.columns(), b_columns)?,
-                ))
-            };
-            let Some((client, ready)) = self.prepare(stmt, fits).await? else {
-                return Ok(None);
-            };
-            let rows = ready.run(&client, self).await;
-            let Some(rows) = settle(rows, &client.statement_cache, stmt, false)? else {
-                return Ok(None);
-            };
-            let (at_a, at_b) = &ready.fit;
-            rows.iter()
-                .map(|row| Ok(((a.decode)(row, at_a)?, (b.decode)(row, at_b).ok())))
-                .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
-                .map(Some)
-                .map_err(db_err)
+        let fits = |prepared: &tokio_postgres::Statement| {
+            Some((
+                a.plan(prepared.columns(), a_columns)?,
+                b.plan(prepared.columns(), b_columns)?,
+            ))
         };
-        tracing::Instrument::instrument(rows, self.span.clone()).await
+        self.read(stmt, false, fits, |row, (at_a, at_b)| {
+            Ok(((a.decode)(row, at_a)?, (b.decode)(row, at_b).ok()))
+        })
+        .await
     }
 
     /// The `i64` in the first column of the one row of `stmt` (a `COUNT(*)`), or `None` as for
     /// [`models`](Self::models).
     pub(crate) async fn count(&self, stmt: &Statement) -> Result<Option<u64>> {
-        tracing::Instrument::instrument(self.counted(stmt), self.span.clone()).await
-    }
-
-    async fn counted(&self, stmt: &Statement) -> Result<Option<u64>> {
         let fits = |prepared: &tokio_postgres::Statement| {
             (prepared.columns().first().map(Column::type_) == Some(&Type::INT8)).then_some(())
         };
-        let Some((client, ready)) = self.prepare(stmt, fits).await? else {
-            return Ok(None);
-        };
-        let rows = ready.run(&client, self).await;
-        let Some(rows) = settle(rows, &client.statement_cache, stmt, false)? else {
-            return Ok(None);
-        };
-        let count: i64 = rows
-            .first()
-            .map_or(Ok(0), |row| row.try_get(0))
-            .map_err(db_err)?;
-        Ok(Some(u64::try_from(count).unwrap_or(0)))
+        let counts = self.read(stmt, false, fits, |row, ()| row.try_get::<_, i64>(0));
+        Ok(counts
+            .await?
+            .map(|counts| u64::try_from(counts.first().copied().unwrap_or(0)).unwrap_or(0)))
     }
 
     /// Runs the write `stmt` (`.. RETURNING` every column of `M`) and decodes what it returns,
@@ -311,16 +287,35 @@ impl Route<'_> {
         columns: &[&str],
         write: bool,
     ) -> Result<Option<Vec<M>>> {
+        let fits =
+            move |prepared: &tokio_postgres::Statement| decoder.plan(prepared.columns(), columns);
+        self.read(stmt, write, fits, |row, at| (decoder.decode)(row, at))
+            .await
+    }
+
+    /// The rows of `stmt`, each read by `read` with what `fits` found in the prepared statement,
+    /// in the operation's span: a read, or a write (whose refusal is `None`, see [`settle`]).
+    /// `None` as for [`models`](Self::models).
+    async fn read<P, T>(
+        &self,
+        stmt: &Statement,
+        write: bool,
+        fits: impl FnOnce(&tokio_postgres::Statement) -> Option<P>,
+        read: impl Fn(&Row, &P) -> std::result::Result<T, tokio_postgres::Error>,
+    ) -> Result<Option<Vec<T>>> {
         let rows = async {
-            let Some((client, ready)) = self.prepare(stmt, models_fit(decoder, columns)).await?
-            else {
+            let Some((client, ready)) = self.prepare(stmt, fits).await? else {
                 return Ok(None);
             };
             let rows = ready.run(&client, self).await;
-            match settle(rows, &client.statement_cache, stmt, write)? {
-                Some(rows) => decode(decoder, &rows, &ready.fit).map(Some),
-                None => Ok(None),
-            }
+            let Some(rows) = settle(rows, &client.statement_cache, stmt, write)? else {
+                return Ok(None);
+            };
+            rows.iter()
+                .map(|row| read(row, &ready.fit))
+                .collect::<std::result::Result<Vec<T>, _>>()
+                .map(Some)
+                .map_err(db_err)
         };
         tracing::Instrument::instrument(rows, self.span.clone()).await
     }
@@ -539,20 +534,6 @@ fn settle<T>(
         }
         Err(Refusal::Refused(err) | Refusal::Failed(err)) => Err(db_err(err)),
     }
-}
-
-fn models_fit<'a, M>(
-    decoder: &'a Decoder<M>,
-    columns: &'a [&'a str],
-) -> impl FnOnce(&tokio_postgres::Statement) -> Option<Vec<usize>> + 'a {
-    move |prepared| decoder.plan(prepared.columns(), columns)
-}
-
-fn decode<M>(decoder: &Decoder<M>, rows: &[Row], at: &[usize]) -> Result<Vec<M>> {
-    rows.iter()
-        .map(|row| (decoder.decode)(row, at))
-        .collect::<std::result::Result<Vec<M>, _>>()
-        .map_err(db_err)
 }
 
 #[expect(clippy::needless_pass_by_value, reason = "the shape `map_err` takes")]
