@@ -8,7 +8,7 @@ use tenant::{TenantDb, TenantRepo};
 use uuid::Uuid;
 
 use crate::common::Env;
-use crate::common::entities::{comment, post};
+use crate::common::entities::{comment, post, tag};
 
 /// The handle in app-level or RLS mode, reading through a pipeline of `size` connections.
 pub(crate) async fn env(rls: bool, size: usize) -> Env {
@@ -100,6 +100,8 @@ async fn every_read_kind_takes_the_pipeline_and_sees_one_tenant(rls: bool) {
                 (first.unwrap().map(|(c, _)| c.id), n),
                 (Some(pairs[0].0.id), 1)
             );
+
+            grouped_and_cursor_reads(&env, t, mine).await;
         })
         .await;
     }
@@ -114,6 +116,80 @@ async fn every_read_kind_takes_the_pipeline_and_sees_one_tenant(rls: bool) {
         txn.commit().await.unwrap();
     })
     .await;
+}
+
+/// `find_with_related` and cursor pages on the pipeline, as `t` with its posts `mine`: one
+/// statement each, and the same models as SeaORM's own code returns on sqlx.
+async fn grouped_and_cursor_reads(env: &Env, t: tenant::TenantId, mine: [Uuid; 2]) {
+    // SeaORM's `SelectTwoMany`: each post once, with its comments, grouped and ordered as
+    // SeaORM groups and orders them (the same read in a transaction runs on sqlx).
+    comment::Entity::insert(comment::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        post_id: Set(mine[0]),
+        body: Set("zzz: a second comment".into()),
+        ..Default::default()
+    })
+    .exec(&env.db)
+    .await
+    .unwrap();
+    let with = || {
+        post::Entity::find()
+            .find_with_related(comment::Entity)
+            .order_by_asc(comment::Column::Body)
+    };
+    let (grouped, n) = pipelined(env, with().all(&env.db)).await;
+    let grouped = grouped.unwrap();
+    assert_eq!(n, 1, "find_with_related");
+    let mut shape: Vec<_> = grouped.iter().map(|(p, cs)| (p.id, cs.len())).collect();
+    shape.sort_by_key(|&(_, n)| n);
+    assert_eq!(shape, [(mine[1], 1), (mine[0], 2)]);
+    assert!(grouped.iter().all(|(p, cs)| {
+        p.tenant_id == *t.as_uuid()
+            && cs
+                .iter()
+                .all(|c| c.post_id == p.id && c.tenant_id == *t.as_uuid())
+    }));
+    // Many-to-many through the junction, and a post without any tag.
+    let tagged = || post::Entity::find().find_with_related(tag::Entity);
+    let (by_tag, n) = pipelined(env, tagged().all(&env.db)).await;
+    let by_tag = by_tag.unwrap();
+    assert_eq!(n, 1, "find_with_related through a junction");
+    let txn = env.db.begin().await.unwrap();
+    let (on_sqlx, n) = pipelined(env, with().all(&txn)).await;
+    assert_eq!(
+        (on_sqlx.unwrap(), n),
+        (grouped, 0),
+        "grouped as SeaORM groups"
+    );
+    let (on_sqlx, n) = pipelined(env, tagged().all(&txn)).await;
+    assert_eq!((on_sqlx.unwrap(), n), (by_tag.clone(), 0));
+    txn.commit().await.unwrap();
+    let shape: Vec<_> = by_tag.iter().map(|(p, ts)| (p.id, ts.len())).collect();
+    assert!(shape.contains(&(mine[0], 1)) && shape.contains(&(mine[1], 0)));
+    assert_eq!(shape.len(), 2, "{shape:?}");
+
+    // Cursors: SeaORM builds the page (its order, limit and bounds) and the pipeline runs
+    // it; the last `n` rows come back turned round, as SeaORM returns them on sqlx.
+    let lowest = *mine.iter().min().unwrap();
+    let cursor = |i: usize| {
+        let c = post::Entity::find().cursor_by(post::Column::Id);
+        match i {
+            0 => c.first(1),
+            1 => c.last(2),
+            2 => c.desc().last(1),
+            _ => c.after(lowest).first(5),
+        }
+    };
+    for i in 0..4 {
+        let (page, n) = pipelined(env, cursor(i).all(&env.db)).await;
+        let page = page.unwrap();
+        assert_eq!(n, 1, "cursor {i}");
+        assert!(!page.is_empty() && page.iter().all(|p| mine.contains(&p.id)));
+        let txn = env.db.begin().await.unwrap();
+        let (on_sqlx, n) = pipelined(env, cursor(i).all(&txn)).await;
+        txn.commit().await.unwrap();
+        assert_eq!((on_sqlx.unwrap(), n), (page, 0), "cursor {i} as on sqlx");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,10 @@ enum Kind {
     Read,
     /// SeaORM's `SelectTwo`: `find_also_related`.
     ReadPair,
+    /// SeaORM's `SelectTwoMany`: `find_with_related`.
+    ReadGrouped,
+    /// A cursor's page (`cursor_by`), which SeaORM builds as it runs.
+    Cursor,
     Count,
     Insert,
     Update,
@@ -69,9 +73,11 @@ enum Kind {
     Transaction,
 }
 
-const KINDS: [Kind; 10] = [
+const KINDS: [Kind; 12] = [
     Kind::Read,
     Kind::ReadPair,
+    Kind::ReadGrouped,
+    Kind::Cursor,
     Kind::Count,
     Kind::Insert,
     Kind::Update,
@@ -93,6 +99,17 @@ async fn run(env: &Env, kind: Kind, acme_post: Uuid) {
             Kind::Read => repo.all().await.map(drop),
             Kind::ReadPair => comment::Entity::find()
                 .find_also_related(post::Entity)
+                .all(db)
+                .await
+                .map(drop),
+            Kind::ReadGrouped => post::Entity::find()
+                .find_with_related(comment::Entity)
+                .all(db)
+                .await
+                .map(drop),
+            Kind::Cursor => post::Entity::find()
+                .cursor_by(post::Column::Id)
+                .last(5)
                 .all(db)
                 .await
                 .map(drop),

@@ -203,12 +203,16 @@ fn count_of(row: &sea_orm::QueryResult) -> std::result::Result<u64, sea_orm::DbE
 /// `None` otherwise, before anything has run, and the caller takes the sqlx path.
 #[cfg(feature = "pipeline")]
 pub(super) mod piped {
+    use std::sync::{Mutex, PoisonError};
+
     use sea_orm::{
-        DbBackend, EntityTrait, IdenStatic, Iterable, QueryTrait, Select, SelectTwo, Statement,
+        ConnectionTrait, Cursor, DbBackend, DbErr, EntityTrait, ExecResult, FromQueryResult,
+        IdenStatic, Iterable, QueryResult, QueryTrait, Select, SelectModel, Statement,
     };
 
     use super::Plan;
     use crate::exec::{self, TenantConnection};
+    use crate::pipeline::Route;
     use crate::{Result, Tenancy};
 
     /// The models `select` returns.
@@ -229,6 +233,14 @@ pub(super) mod piped {
         let Some(route) = exec::route(conn, plan.access(), plan.span()).await? else {
             return Ok(None);
         };
+        on_route::<E>(&route, stmt).await
+    }
+
+    /// [`rows`] on a route already found.
+    pub(in crate::query) async fn on_route<E: Tenancy>(
+        route: &Route<'_>,
+        stmt: impl FnOnce() -> Statement,
+    ) -> Result<Option<Vec<E::Model>>> {
         let Some(decoder) = E::__pg_decoder() else {
             crate::pipeline::declined("a field of the model has no tokio-postgres decoding");
             return Ok(None);
@@ -241,12 +253,19 @@ pub(super) mod piped {
         Box::pin(route.models(&stmt, &decoder, &columns)).await
     }
 
-    /// The pairs `select` returns: each row of `E` with its row of `R`, if any.
-    pub(in crate::query) async fn pairs<E: Tenancy, R: Tenancy, C: TenantConnection + ?Sized>(
+    /// The pairs `select` (SeaORM's `SelectTwo` or `SelectTwoMany`, which build the same
+    /// statement) returns: each row of `E` with its row of `R`, if any.
+    pub(in crate::query) async fn pairs<E, R, C, Q>(
         conn: &C,
         plan: &Plan,
-        select: &SelectTwo<E, R>,
-    ) -> Result<Option<Vec<(E::Model, Option<R::Model>)>>> {
+        select: &Q,
+    ) -> Result<Option<Vec<(E::Model, Option<R::Model>)>>>
+    where
+        E: Tenancy,
+        R: Tenancy,
+        C: TenantConnection + ?Sized,
+        Q: QueryTrait,
+    {
         let Some(route) = exec::route(conn, plan.access(), plan.span()).await? else {
             return Ok(None);
         };
@@ -265,6 +284,96 @@ pub(super) mod piped {
         let a_names: Vec<&str> = a_columns.iter().map(String::as_str).collect();
         let b_names: Vec<&str> = b_columns.iter().map(String::as_str).collect();
         Box::pin(route.pairs(&stmt, (&a, &a_names), (&b, &b_names))).await
+    }
+
+    /// SeaORM's grouping of `find_with_related` rows: each `E` row once, where it first
+    /// appears, with its `R` rows in the order they came (none where the left join found none).
+    pub(in crate::query) fn grouped<E: EntityTrait, R>(
+        rows: Vec<(E::Model, Option<R>)>,
+    ) -> Vec<(E::Model, Vec<R>)> {
+        use sea_orm::{ModelTrait, PrimaryKeyToColumn};
+        let key = |model: &E::Model| -> Vec<sea_orm::Value> {
+            <E::PrimaryKey as Iterable>::iter()
+                .map(|k| model.get(k.into_column()))
+                .collect()
+        };
+        let mut at = std::collections::HashMap::with_capacity(rows.len());
+        let mut out: Vec<(E::Model, Vec<R>)> = Vec::new();
+        for (left, right) in rows {
+            let i = *at.entry(key(&left)).or_insert_with(|| {
+                out.push((left, Vec::new()));
+                out.len() - 1
+            });
+            out[i].1.extend(right);
+        }
+        out
+    }
+
+    /// The statement SeaORM's `Cursor::all` sends for `cursor` on PostgreSQL, built by SeaORM.
+    /// A cursor adds its order, limit and bounds only as it runs, so it runs here against a
+    /// connection that keeps the statement and returns no row; `cursor` is left as run.
+    pub(in crate::query) async fn cursor_statement<M: FromQueryResult>(
+        cursor: &mut Cursor<SelectModel<M>>,
+    ) -> Result<Statement> {
+        let recorder = Recorder(Mutex::new(None));
+        cursor.all(&recorder).await?;
+        let kept = recorder
+            .0
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(kept.ok_or_else(|| DbErr::Custom("SeaORM's cursor sent no statement".into()))?)
+    }
+
+    /// The models of `E` that `stmt` returns, on `exec`, decoded as SeaORM decodes them.
+    pub(in crate::query) async fn decoded<E: EntityTrait>(
+        exec: &impl ConnectionTrait,
+        stmt: Statement,
+    ) -> std::result::Result<Vec<E::Model>, DbErr> {
+        #[expect(clippy::disallowed_methods, reason = "the unit's own executor")]
+        let rows = exec.query_all_raw(stmt).await?;
+        rows.iter()
+            .map(|row| <E::Model as FromQueryResult>::from_query_result(row, ""))
+            .collect()
+    }
+
+    /// A connection that runs nothing and keeps the one query it is given.
+    struct Recorder(Mutex<Option<Statement>>);
+
+    impl Recorder {
+        fn keep(&self, stmt: Statement) {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(stmt);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ConnectionTrait for Recorder {
+        fn get_database_backend(&self) -> DbBackend {
+            DbBackend::Postgres
+        }
+
+        async fn execute_raw(&self, _: Statement) -> std::result::Result<ExecResult, DbErr> {
+            Err(DbErr::Custom("a statement recorder runs nothing".into()))
+        }
+
+        async fn execute_unprepared(&self, _: &str) -> std::result::Result<ExecResult, DbErr> {
+            Err(DbErr::Custom("a statement recorder runs nothing".into()))
+        }
+
+        async fn query_one_raw(
+            &self,
+            stmt: Statement,
+        ) -> std::result::Result<Option<QueryResult>, DbErr> {
+            self.keep(stmt);
+            Ok(None)
+        }
+
+        async fn query_all_raw(
+            &self,
+            stmt: Statement,
+        ) -> std::result::Result<Vec<QueryResult>, DbErr> {
+            self.keep(stmt);
+            Ok(Vec::new())
+        }
     }
 
     /// How many rows `select` matches, counted as SeaORM's `count` does.

@@ -256,6 +256,7 @@ impl<E: Tenancy> Scoped<Select<E>> {
     pub fn cursor_by<K: IntoIdentity>(self, columns: K) -> Scoped<CursorOf<E>> {
         self.map(|select| CursorOf {
             cursor: select.cursor_by(columns),
+            reversed: false,
         })
     }
 
@@ -394,7 +395,7 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwo<E, R>> {
     ) -> Result<Vec<(E::Model, Option<R::Model>)>> {
         let (select, plan) = self.prepare_two::<E, R, C>(conn)?;
         #[cfg(feature = "pipeline")]
-        if let Some(pairs) = piped::pairs(conn, &plan, &select).await? {
+        if let Some(pairs) = piped::pairs::<E, R, C, _>(conn, &plan, &select).await? {
             return Ok(pairs);
         }
         in_unit!(plan, conn, |exec| select.all(exec))
@@ -410,7 +411,7 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwo<E, R>> {
         let select = {
             // SeaORM's `one` adds the same `LIMIT 1`.
             let select = select.limit(1);
-            if let Some(pairs) = piped::pairs(conn, &plan, &select).await? {
+            if let Some(pairs) = piped::pairs::<E, R, C, _>(conn, &plan, &select).await? {
                 return Ok(pairs.into_iter().next());
             }
             select
@@ -426,6 +427,10 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwoMany<E, R>> {
         conn: &C,
     ) -> Result<Vec<(E::Model, Vec<R::Model>)>> {
         let (select, plan) = self.prepare_two::<E, R, C>(conn)?;
+        #[cfg(feature = "pipeline")]
+        if let Some(pairs) = piped::pairs::<E, R, C, _>(conn, &plan, &select).await? {
+            return Ok(piped::grouped::<E, _>(pairs));
+        }
         in_unit!(plan, conn, |exec| select.all(exec))
     }
 }
@@ -434,6 +439,8 @@ impl<E: Tenancy, R: Tenancy> Scoped<SelectTwoMany<E, R>> {
 #[derive(Debug)]
 pub struct CursorOf<E: sea_orm::EntityTrait> {
     cursor: Cursor<SelectModel<E::Model>>,
+    /// Whether the page is the last `n` rows, which SeaORM reads in reverse and turns round.
+    reversed: bool,
 }
 
 impl<E: Tenancy> Scoped<CursorOf<E>> {
@@ -452,12 +459,14 @@ impl<E: Tenancy> Scoped<CursorOf<E>> {
     /// The first `n` rows.
     pub fn first(mut self, n: u64) -> Self {
         self.query.cursor.first(n);
+        self.query.reversed = false;
         self
     }
 
     /// The last `n` rows.
     pub fn last(mut self, n: u64) -> Self {
         self.query.cursor.last(n);
+        self.query.reversed = true;
         self
     }
 
@@ -474,7 +483,24 @@ impl<E: Tenancy> Scoped<CursorOf<E>> {
         if let Some(p) = plan.predicate() {
             QuerySelect::query(&mut self.query.cursor).cond_where(p);
         }
-        let mut cursor = self.query.cursor;
+        let CursorOf {
+            mut cursor,
+            reversed,
+        } = self.query;
+        #[cfg(feature = "pipeline")]
+        if let Some(route) = exec::route(conn, plan.access(), plan.span()).await? {
+            let stmt = piped::cursor_statement(&mut cursor).await?;
+            let mut models = match piped::on_route::<E>(&route, || stmt.clone()).await? {
+                Some(models) => models,
+                None => in_unit!(plan, conn, |exec| piped::decoded::<E>(exec, stmt))?,
+            };
+            if reversed {
+                models.reverse();
+            }
+            return Ok(models);
+        }
+        #[cfg(not(feature = "pipeline"))]
+        let _ = reversed;
         in_unit!(plan, conn, |exec| cursor.all(exec))
     }
 }
