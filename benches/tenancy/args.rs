@@ -23,6 +23,8 @@ usage: cargo bench --all-features --bench tenancy -- [options]
                      and `COMMIT` issued together, one round trip;
                      both PostgreSQL only, tokio-pg-rls not on
                      Citus); and, only when named,
+                     tokio-pg-rls-pin (`tokio-pg-rls` with the
+                     library's `search_path` pin; not on Citus),
                      sqlx-set-local (`sqlx-txn` binding with SET
                      LOCAL; on Citus it replaces `sqlx-txn`),
                      repo-catalog (`repo` with a tenant catalog),

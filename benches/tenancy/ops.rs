@@ -17,7 +17,7 @@ use tenant::{DatabaseTier, TenantDb, TenantId, TenantRepo};
 use crate::Result;
 use crate::data::{Key, MANY, Row};
 use crate::entity::{item, plain};
-use crate::tokio_pg::TokioPg;
+use crate::tokio_pg::{Binding, TokioPg};
 use crate::typeorm::TypeOrm;
 
 /// Rows in a page.
@@ -69,6 +69,10 @@ pub(crate) enum Imp {
     /// '..'`, the statement of [`Imp::TokioPg`] (with its tenant filter) and `COMMIT` issued
     /// together, one round trip: what the pipeline does, without the library.
     TokioPgRls,
+    /// [`Imp::TokioPgRls`] with the library's `search_path` pin in its binding (`SET LOCAL
+    /// search_path = public, pg_temp`): against it, the pin's price in the same run. Only when
+    /// named.
+    TokioPgRlsPin,
     /// The seeds' `TypeORM` `TenantRepository` with `AsyncLocalStorage` on Node, as the role of
     /// [`Imp::Sqlx`]: the app-level filter of the guide (`benches/typeorm/bench.js`). Not in the
     /// default set (it needs Node and `npm ci --prefix benches/typeorm`); PostgreSQL only.
@@ -93,7 +97,7 @@ impl Imp {
     ];
 
     /// Every implementation, the opt-in ones too: the order of the report's rows.
-    pub(crate) const EVERY: [Imp; 17] = [
+    pub(crate) const EVERY: [Imp; 18] = [
         Imp::Sqlx,
         Imp::TokioPg,
         Imp::SeaOrm,
@@ -109,6 +113,7 @@ impl Imp {
         Imp::SqlxTxn,
         Imp::SqlxSetLocal,
         Imp::TokioPgRls,
+        Imp::TokioPgRlsPin,
         Imp::TypeOrm,
         Imp::TypeOrmRls,
     ];
@@ -130,11 +135,12 @@ impl Imp {
             "db-rls-pipe" => Imp::DbRlsPipe,
             "tokio-pg" => Imp::TokioPg,
             "tokio-pg-rls" => Imp::TokioPgRls,
+            "tokio-pg-rls-pin" => Imp::TokioPgRlsPin,
             "typeorm" => Imp::TypeOrm,
             "typeorm-rls" => Imp::TypeOrmRls,
             other => {
                 return Err(format!(
-                    "unknown implementation `{other}`; expected one of `sqlx`, `tokio-pg`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `tokio-pg-rls`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`, `db-rls`, `db-rls-pipe`, `typeorm`, `typeorm-rls`"
+                    "unknown implementation `{other}`; expected one of `sqlx`, `tokio-pg`, `seaorm`, `repo`, `repo-pipe`, `rls`, `rls-pipe`, `sqlx-txn`, `tokio-pg-rls`, `tokio-pg-rls-pin`, `sqlx-set-local`, `repo-catalog`, `schema-rls`, `schema-rls-pipe`, `db-rls`, `db-rls-pipe`, `typeorm`, `typeorm-rls`"
                 ));
             }
         })
@@ -158,6 +164,7 @@ impl Imp {
             Imp::DbRlsPipe => "database tier, RLS, pipeline",
             Imp::TokioPg => "raw tokio-postgres",
             Imp::TokioPgRls => "hand-written RLS pipeline",
+            Imp::TokioPgRlsPin => "hand-written RLS pipeline + search_path pin",
             Imp::TypeOrm => "TypeORM seed repo (app)",
             Imp::TypeOrmRls => "TypeORM seed repo + RLS txn",
         }
@@ -188,6 +195,7 @@ impl Imp {
                 | Imp::DbRlsPipe
                 | Imp::TokioPg
                 | Imp::TokioPgRls
+                | Imp::TokioPgRlsPin
                 | Imp::TypeOrm
                 | Imp::TypeOrmRls
         )
@@ -399,12 +407,17 @@ impl Target {
             (Imp::SqlxTxn | Imp::SqlxSetLocal, Raw::Sqlite(_)) => {
                 return Err("the hand-written RLS transactions need PostgreSQL".into());
             }
-            (Imp::TokioPg | Imp::TokioPgRls, _) => {
+            (Imp::TokioPg | Imp::TokioPgRls | Imp::TokioPgRlsPin, _) => {
                 let pools = self
                     .tokio_pg
                     .as_ref()
                     .ok_or("tokio-postgres needs PostgreSQL")?;
-                pools.run(imp == Imp::TokioPgRls, op, key).await?
+                let binding = match imp {
+                    Imp::TokioPgRls => Binding::Rls,
+                    Imp::TokioPgRlsPin => Binding::RlsPinned,
+                    _ => Binding::None,
+                };
+                pools.run(binding, op, key).await?
             }
             // The node process checks its own results.
             (Imp::TypeOrm | Imp::TypeOrmRls, _) => {

@@ -273,6 +273,14 @@ fn targets(out: &mut String, sections: &[(Backend, u64, usize)], get: &Lookup<'_
             (Imp::RlsPipe, Imp::TokioPgRls),
             |_| Some(0.9),
         );
+        ratio_table(
+            out,
+            "The `search_path` pin's price: the hand-written RLS pipeline with the pin ÷ without (ops/s ratio)",
+            &pg,
+            get,
+            (Imp::TokioPgRlsPin, Imp::TokioPgRls),
+            |_| None,
+        );
         typeorm_tables(out, &pg, get);
         ratio_table(
             out,

@@ -321,7 +321,7 @@ fn implementations(args: &Args, backend: Backend) -> (Vec<Imp>, Vec<String>) {
                          beside other users' tables",
                         imp.name()
                     )),
-                    Imp::TokioPgRls => notes.push(format!(
+                    Imp::TokioPgRls | Imp::TokioPgRlsPin => notes.push(format!(
                         "Citus: `{}` not run: it sends `BEGIN; SET LOCAL ..` as one message, \
                          and Citus needs the two as messages of their own",
                         imp.name()

@@ -30,6 +30,18 @@ pub(crate) async fn pool(url: &str, size: usize) -> Result<Pool> {
     Ok(pool)
 }
 
+/// How a unit is bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// The statement alone, as the plain role (`tokio-pg`).
+    None,
+    /// `BEGIN; SET LOCAL app.tenant_id = '..'`, as the RLS role (`tokio-pg-rls`).
+    Rls,
+    /// [`Binding::Rls`] and the library's `SET LOCAL search_path = public, pg_temp`
+    /// (`tokio-pg-rls-pin`).
+    RlsPinned,
+}
+
 /// What the statement returned.
 enum Done {
     Rows(Vec<tokio_postgres::Row>),
@@ -37,9 +49,10 @@ enum Done {
 }
 
 impl TokioPg {
-    /// Runs `op` on `key`: the statement alone as the plain role, or, when `rls`, as the RLS
-    /// role between `BEGIN; SET LOCAL ..` and `COMMIT`, the three issued before any is awaited.
-    pub(crate) async fn run(&self, rls: bool, op: Op, key: &Key) -> Result<Outcome> {
+    /// Runs `op` on `key`: the statement alone as the plain role, or as the RLS role between
+    /// `BEGIN; SET LOCAL ..` and `COMMIT`, the three issued before any is awaited.
+    pub(crate) async fn run(&self, binding: Binding, op: Op, key: &Key) -> Result<Outcome> {
+        let rls = binding != Binding::None;
         let pool = if rls {
             self.app
                 .as_ref()
@@ -69,7 +82,10 @@ impl TokioPg {
             // A setting takes no bind parameter: the id is written in; a UUID's text is safe
             // there. `join!` polls the three in order, and each sends its request on its first
             // poll, so they leave together and come back in one round trip.
-            let begin = format!("BEGIN; SET LOCAL app.tenant_id = '{}'", key.tenant);
+            let mut begin = format!("BEGIN; SET LOCAL app.tenant_id = '{}'", key.tenant);
+            if binding == Binding::RlsPinned {
+                begin.push_str("; SET LOCAL search_path = public, pg_temp");
+            }
             let (opened, done, committed) = tokio::join!(
                 client.batch_execute(&begin),
                 run,
