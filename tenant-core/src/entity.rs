@@ -26,7 +26,7 @@ pub trait Tenancy: EntityTrait<Model: Send + Sync> {
     /// no tokio-postgres decoding. Written by the derive.
     #[cfg(feature = "pipeline")]
     #[doc(hidden)]
-    fn __pg_decoder() -> Option<crate::pipeline::Decoder<Self::Model>> {
+    fn __pg_decoder() -> Option<&'static crate::pipeline::Decoder<Self::Model>> {
         None
     }
 }

@@ -159,7 +159,9 @@ pub(crate) fn get_statement<E: Tenancy>(
     key: &sea_orm::sea_query::ValueTuple,
     backend: DbBackend,
 ) -> sea_orm::Statement {
-    let mut values: Vec<Value> = key.clone().into_iter().collect();
+    // Sized once: the key, the tenant and the limit.
+    let mut values: Vec<Value> = Vec::with_capacity(key.arity() + 2);
+    values.extend(key.clone());
     values.extend(plan.tenant_value());
     // SeaORM's `one` adds `LIMIT 1`, a bound value.
     values.push(Value::from(1_u64));
@@ -212,7 +214,7 @@ pub(super) mod piped {
 
     use super::Plan;
     use crate::exec::{self, TenantConnection};
-    use crate::pipeline::Route;
+    use crate::pipeline::{Decoder, Route};
     use crate::{Result, Tenancy};
 
     /// The models `select` returns.
@@ -246,11 +248,20 @@ pub(super) mod piped {
             return Ok(None);
         };
         let stmt = stmt();
-        let columns: Vec<&str> = <E as EntityTrait>::Column::iter()
-            .map(|c| c.as_str())
-            .collect();
-        // Boxed: keeps the pipelined path's state out of every read's future.
-        Box::pin(route.models(&stmt, &decoder, &columns)).await
+        // Not boxed: the pipelined read's state is over 1 KiB, which malloc serves on its slow
+        // path; inline, it is allocated with the caller's task instead of on every read.
+        route.models(&stmt, decoder, columns::<E>(decoder)).await
+    }
+
+    /// The names of `E`'s columns, in `Column` order, kept with its decoder.
+    pub(in crate::query) fn columns<E: EntityTrait>(
+        decoder: &Decoder<E::Model>,
+    ) -> &[&'static str] {
+        decoder.names(|| {
+            <E as EntityTrait>::Column::iter()
+                .map(|c| c.as_str())
+                .collect()
+        })
     }
 
     /// The pairs `select` (SeaORM's `SelectTwo` or `SelectTwoMany`, which build the same
@@ -283,7 +294,7 @@ pub(super) mod piped {
             .collect();
         let a_names: Vec<&str> = a_columns.iter().map(String::as_str).collect();
         let b_names: Vec<&str> = b_columns.iter().map(String::as_str).collect();
-        Box::pin(route.pairs(&stmt, (&a, &a_names), (&b, &b_names))).await
+        Box::pin(route.pairs(&stmt, (a, &a_names), (b, &b_names))).await
     }
 
     /// SeaORM's grouping of `find_with_related` rows: each `E` row once, where it first

@@ -120,7 +120,7 @@ where
     {
         // Boxed: keeps the pipelined path's state out of every write's future.
         return Box::pin(piped::save(
-            conn, &plan, &route, &decoder, am, &access, insert, checked,
+            conn, &plan, &route, decoder, am, &access, insert, checked,
         ))
         .await;
     }
@@ -433,8 +433,8 @@ async fn piped_returning<E: crate::Tenancy, C: TenantConnection + ?Sized>(
     let mut query = query.clone();
     query.returning(returning::<E>(DbBackend::Postgres));
     let stmt = DbBackend::Postgres.build(&query);
-    let columns: Vec<&str> = E::Column::iter().map(|c| c.as_str()).collect();
-    Box::pin(route.write_models(&stmt, &decoder, &columns)).await
+    let columns = super::read::piped::columns::<E>(decoder);
+    Box::pin(route.write_models(&stmt, decoder, columns)).await
 }
 
 /// Updates one row by primary key within the tenant in scope. Another tenant's row is
@@ -697,8 +697,8 @@ where
 #[cfg(feature = "pipeline")]
 mod piped {
     use sea_orm::{
-        ActiveModelBehavior, ActiveModelTrait, DbBackend, EntityTrait, IdenStatic, IntoActiveModel,
-        Iterable, QueryTrait, Statement,
+        ActiveModelBehavior, ActiveModelTrait, DbBackend, EntityTrait, IntoActiveModel, QueryTrait,
+        Statement,
     };
 
     use super::{
@@ -753,10 +753,6 @@ mod piped {
         Ok(DbBackend::Postgres.build(query.as_query()))
     }
 
-    fn column_names<E: EntityTrait>() -> Vec<&'static str> {
-        E::Column::iter().map(|c| c.as_str()).collect()
-    }
-
     /// An insert or an update by key, with its hooks (see the module's docs).
     #[expect(
         clippy::too_many_arguments,
@@ -778,7 +774,7 @@ mod piped {
         ModelOf<A>: IntoActiveModel<A>,
         C: TenantConnection,
     {
-        let columns = column_names::<A::Entity>();
+        let columns = crate::query::read::piped::columns::<A::Entity>(decoder);
         if !route.binds() {
             // The hooks get a unit only if they use the database: a pooled connection is not
             // taken for nothing.
@@ -787,7 +783,7 @@ mod piped {
                 let mut am = am.before_save(&lazy, insert).await?;
                 hold(conn, &mut am, access, insert, checked).await?;
                 let written = match save_sql(plan, &am, insert) {
-                    Some(sql) => route.write_models(&sql, decoder, &columns).await?,
+                    Some(sql) => route.write_models(&sql, decoder, columns).await?,
                     None => None,
                 };
                 let model = match written {
@@ -819,7 +815,7 @@ mod piped {
         let mut am = hooked?;
         hold(conn, &mut am, access, insert, checked).await?;
         let written = match save_sql(plan, &am, insert) {
-            Some(sql) => route.write_models(&sql, decoder, &columns).await?,
+            Some(sql) => route.write_models(&sql, decoder, columns).await?,
             None => None,
         };
         let model = match written {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 use tokio_postgres::types::{FromSqlOwned, Type};
 use tokio_postgres::{Column, Row};
@@ -19,6 +20,40 @@ pub struct Decoder<M> {
     /// column list, which is what lets tenant-core check the decoding once instead of the
     /// derive writing it out per model.
     pub(super) decode: Box<DecodeFn<M>>,
+    /// The names of the model's columns, in `Column` order, once asked for.
+    names: OnceLock<Box<[&'static str]>>,
+}
+
+/// Where each column of a model sits in a statement's result.
+#[derive(Debug)]
+pub(super) enum At {
+    /// The first `n` columns, in order: SeaORM's select of a whole model, the common case, read
+    /// without an allocation.
+    InOrder(usize),
+    /// Anywhere else.
+    Mapped(Vec<usize>),
+}
+
+/// `0, 1, 2, ..`: the positions of [`At::InOrder`].
+static IN_ORDER: [usize; 64] = {
+    let mut at = [0; 64];
+    let mut i = 0;
+    while i < at.len() {
+        at[i] = i;
+        i += 1;
+    }
+    at
+};
+
+impl std::ops::Deref for At {
+    type Target = [usize];
+
+    fn deref(&self) -> &[usize] {
+        match self {
+            At::InOrder(n) => &IN_ORDER[..*n],
+            At::Mapped(at) => at,
+        }
+    }
 }
 
 /// Reads a model from a row, given where each column sits in it.
@@ -28,9 +63,19 @@ type DecodeFn<M> =
 impl<M> Decoder<M> {
     /// Where each of `columns` sits in the statement's result, when every one is there with a
     /// type its field accepts.
-    pub(super) fn plan(&self, result: &[Column], columns: &[&str]) -> Option<Vec<usize>> {
+    pub(super) fn plan(&self, result: &[Column], columns: &[&str]) -> Option<At> {
         if columns.len() != self.columns {
             return None;
+        }
+        let in_order = columns.len() <= IN_ORDER.len()
+            && result.len() >= columns.len()
+            && columns
+                .iter()
+                .zip(result)
+                .enumerate()
+                .all(|(i, (name, c))| c.name() == *name && (self.accepts)(i, c.type_()));
+        if in_order {
+            return Some(At::InOrder(columns.len()));
         }
         columns
             .iter()
@@ -39,7 +84,13 @@ impl<M> Decoder<M> {
                 let at = result.iter().position(|c| c.name() == *name)?;
                 (self.accepts)(i, result[at].type_()).then_some(at)
             })
-            .collect()
+            .collect::<Option<Vec<usize>>>()
+            .map(At::Mapped)
+    }
+
+    /// The names of the model's columns, which `of` lists the first time.
+    pub(crate) fn names(&self, of: impl FnOnce() -> Vec<&'static str>) -> &[&'static str] {
+        self.names.get_or_init(|| of().into_boxed_slice())
     }
 }
 
@@ -135,6 +186,7 @@ impl<L: Columns> ViaPg<L> for &Probe<L> {
             columns: L::LEN,
             accepts: L::accepts,
             decode: Box::new(move |row, at| L::read(row, &mut at.iter()).map(build)),
+            names: OnceLock::new(),
         })
     }
 }
@@ -152,16 +204,21 @@ impl<L> ViaNone<L> for Probe<L> {}
 
 /// The `Tenancy::__pg_decoder` of a `Model`, as `#[derive(TenantScoped)]` writes it:
 /// `pg_decoder!(Model, (A, (B, ())), |(a, (b, ()))| Model { a, b, .. })`, the column types
-/// in `Column` order and how to build the model from them.
+/// in `Column` order and how to build the model from them; the decoder is built once.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __pg_decoder {
     ($model:ty, $columns:ty, $build:expr) => {
-        #[inline]
-        fn __pg_decoder() -> ::core::option::Option<$crate::pipeline::Decoder<$model>> {
+        fn __pg_decoder() -> ::core::option::Option<&'static $crate::pipeline::Decoder<$model>> {
             #[allow(unused_imports)]
             use $crate::pipeline::{Probe, ViaNone as _, ViaPg as _};
-            (&&Probe::<$columns>::NEW).pg_decoder($build)
+            // Built once per model: every pipelined read of it uses the same decoder.
+            static DECODER: ::std::sync::OnceLock<
+                ::core::option::Option<$crate::pipeline::Decoder<$model>>,
+            > = ::std::sync::OnceLock::new();
+            DECODER
+                .get_or_init(|| (&&Probe::<$columns>::NEW).pg_decoder($build))
+                .as_ref()
         }
     };
 }
