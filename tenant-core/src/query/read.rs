@@ -139,7 +139,7 @@ pub(crate) async fn count_all<E: Tenancy, C: TenantConnection>(conn: &C) -> Resu
     let statement = |backend| count_statement::<E>(&plan, backend);
     #[cfg(feature = "pipeline")]
     if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await?
-        && let Some(count) = Box::pin(route.count(&statement(DbBackend::Postgres))).await?
+        && let Some(count) = route.count(&statement(DbBackend::Postgres)).await?
     {
         return Ok(count);
     }
@@ -294,7 +294,7 @@ pub(super) mod piped {
             .collect();
         let a_names: Vec<&str> = a_columns.iter().map(String::as_str).collect();
         let b_names: Vec<&str> = b_columns.iter().map(String::as_str).collect();
-        Box::pin(route.pairs(&stmt, (a, &a_names), (b, &b_names))).await
+        route.pairs(&stmt, (a, &a_names), (b, &b_names)).await
     }
 
     /// SeaORM's grouping of `find_with_related` rows: each `E` row once, where it first
@@ -397,6 +397,6 @@ pub(super) mod piped {
             return Ok(None);
         };
         let stmt = DbBackend::Postgres.build(&super::counted(select.as_query()));
-        Box::pin(route.count(&stmt)).await
+        route.count(&stmt).await
     }
 }
