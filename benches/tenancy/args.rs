@@ -16,15 +16,16 @@ usage: cargo bench --all-features --bench tenancy -- [options]
   --backend LIST     postgres, sqlite, citus (only when named:
                      the Citus cluster of CITUS_URL)           [postgres,sqlite]
   --impls LIST       sqlx, tokio-pg, seaorm, repo, repo-pipe, rls,
-                     rls-pipe, sqlx-txn, tokio-pg-rls (tokio-pg:
+                     rls-pipe, sqlx-txn, tokio-pg-rls,
+                     tokio-pg-rls-pin (tokio-pg:
                      raw sqlx's SQL on tokio-postgres, prepared, as
                      the plain role; tokio-pg-rls: the same as the
                      RLS role, `BEGIN; SET LOCAL ..`, the statement
                      and `COMMIT` issued together, one round trip;
-                     both PostgreSQL only, tokio-pg-rls not on
-                     Citus); and, only when named,
-                     tokio-pg-rls-pin (`tokio-pg-rls` with the
-                     library's `search_path` pin; not on Citus),
+                     tokio-pg-rls-pin: with the library's
+                     `search_path` pin too; the three PostgreSQL
+                     only, the last two not on Citus); and, only
+                     when named,
                      sqlx-set-local (`sqlx-txn` binding with SET
                      LOCAL; on Citus it replaces `sqlx-txn`),
                      repo-catalog (`repo` with a tenant catalog),

@@ -70,8 +70,8 @@ pub(crate) enum Imp {
     /// together, one round trip: what the pipeline does, without the library.
     TokioPgRls,
     /// [`Imp::TokioPgRls`] with the library's `search_path` pin in its binding (`SET LOCAL
-    /// search_path = public, pg_temp`): against it, the pin's price in the same run. Only when
-    /// named.
+    /// search_path = public, pg_temp`): the same binding as RLS mode's, and against
+    /// [`Imp::TokioPgRls`] the pin's price in the same run.
     TokioPgRlsPin,
     /// The seeds' `TypeORM` `TenantRepository` with `AsyncLocalStorage` on Node, as the role of
     /// [`Imp::Sqlx`]: the app-level filter of the guide (`benches/typeorm/bench.js`). Not in the
@@ -84,7 +84,7 @@ pub(crate) enum Imp {
 
 impl Imp {
     /// The default set.
-    pub(crate) const ALL: [Imp; 9] = [
+    pub(crate) const ALL: [Imp; 10] = [
         Imp::Sqlx,
         Imp::TokioPg,
         Imp::SeaOrm,
@@ -94,6 +94,7 @@ impl Imp {
         Imp::RlsPipe,
         Imp::SqlxTxn,
         Imp::TokioPgRls,
+        Imp::TokioPgRlsPin,
     ];
 
     /// Every implementation, the opt-in ones too: the order of the report's rows.
