@@ -257,11 +257,14 @@ pub(super) mod piped {
     pub(in crate::query) fn columns<E: EntityTrait>(
         decoder: &Decoder<E::Model>,
     ) -> &[&'static str] {
-        decoder.names(|| {
-            <E as EntityTrait>::Column::iter()
-                .map(|c| c.as_str())
-                .collect()
-        })
+        decoder.names(column_list::<E>)
+    }
+
+    /// The names of `E`'s columns, in `Column` order.
+    fn column_list<E: EntityTrait>() -> Vec<&'static str> {
+        <E as EntityTrait>::Column::iter()
+            .map(|c| c.as_str())
+            .collect()
     }
 
     /// The pairs `select` (SeaORM's `SelectTwo` or `SelectTwoMany`, which build the same
@@ -286,15 +289,9 @@ pub(super) mod piped {
         };
         let stmt = select.build(DbBackend::Postgres);
         // SeaORM names the columns of a `SelectTwo` `A_<column>` and `B_<column>`.
-        let a_columns: Vec<String> = <E as EntityTrait>::Column::iter()
-            .map(|c| format!("A_{}", c.as_str()))
-            .collect();
-        let b_columns: Vec<String> = <R as EntityTrait>::Column::iter()
-            .map(|c| format!("B_{}", c.as_str()))
-            .collect();
-        let a_names: Vec<&str> = a_columns.iter().map(String::as_str).collect();
-        let b_names: Vec<&str> = b_columns.iter().map(String::as_str).collect();
-        route.pairs(&stmt, (a, &a_names), (b, &b_names)).await
+        let a_names = a.paired_names(false, column_list::<E>);
+        let b_names = b.paired_names(true, column_list::<R>);
+        route.pairs(&stmt, (a, a_names), (b, b_names)).await
     }
 
     /// SeaORM's grouping of `find_with_related` rows: each `E` row once, where it first

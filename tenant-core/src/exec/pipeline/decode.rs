@@ -22,6 +22,8 @@ pub struct Decoder<M> {
     pub(super) decode: Box<DecodeFn<M>>,
     /// The names of the model's columns, in `Column` order, once asked for.
     names: OnceLock<Box<[&'static str]>>,
+    /// The same names as SeaORM's `SelectTwo` gives them, `A_..` and `B_..`, once asked for.
+    paired: [OnceLock<Box<[String]>>; 2],
 }
 
 /// Where each column of a model sits in a statement's result.
@@ -63,7 +65,7 @@ type DecodeFn<M> =
 impl<M> Decoder<M> {
     /// Where each of `columns` sits in the statement's result, when every one is there with a
     /// type its field accepts.
-    pub(super) fn plan(&self, result: &[Column], columns: &[&str]) -> Option<At> {
+    pub(super) fn plan(&self, result: &[Column], columns: &[impl AsRef<str>]) -> Option<At> {
         if columns.len() != self.columns {
             return None;
         }
@@ -73,7 +75,7 @@ impl<M> Decoder<M> {
                 .iter()
                 .zip(result)
                 .enumerate()
-                .all(|(i, (name, c))| c.name() == *name && (self.accepts)(i, c.type_()));
+                .all(|(i, (name, c))| c.name() == name.as_ref() && (self.accepts)(i, c.type_()));
         if in_order {
             return Some(At::InOrder(columns.len()));
         }
@@ -81,7 +83,7 @@ impl<M> Decoder<M> {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let at = result.iter().position(|c| c.name() == *name)?;
+                let at = result.iter().position(|c| c.name() == name.as_ref())?;
                 (self.accepts)(i, result[at].type_()).then_some(at)
             })
             .collect::<Option<Vec<usize>>>()
@@ -91,6 +93,22 @@ impl<M> Decoder<M> {
     /// The names of the model's columns, which `of` lists the first time.
     pub(crate) fn names(&self, of: impl FnOnce() -> Vec<&'static str>) -> &[&'static str] {
         self.names.get_or_init(|| of().into_boxed_slice())
+    }
+
+    /// The names of the model's columns as the left (`A_..`) or right (`B_..`) side of SeaORM's
+    /// `SelectTwo`; `of` lists the plain names, as for [`names`](Self::names).
+    pub(crate) fn paired_names(
+        &self,
+        right: bool,
+        of: impl FnOnce() -> Vec<&'static str>,
+    ) -> &[String] {
+        let prefix = if right { "B_" } else { "A_" };
+        self.paired[usize::from(right)].get_or_init(|| {
+            self.names(of)
+                .iter()
+                .map(|name| [prefix, name].concat())
+                .collect()
+        })
     }
 }
 
@@ -187,6 +205,7 @@ impl<L: Columns> ViaPg<L> for &Probe<L> {
             accepts: L::accepts,
             decode: Box::new(move |row, at| L::read(row, &mut at.iter()).map(build)),
             names: OnceLock::new(),
+            paired: [OnceLock::new(), OnceLock::new()],
         })
     }
 }

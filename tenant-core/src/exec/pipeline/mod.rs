@@ -238,8 +238,8 @@ impl Route<'_> {
     pub(crate) async fn pairs<A, B>(
         &self,
         stmt: &Statement,
-        (a, a_columns): (&Decoder<A>, &[&str]),
-        (b, b_columns): (&Decoder<B>, &[&str]),
+        (a, a_columns): (&Decoder<A>, &[String]),
+        (b, b_columns): (&Decoder<B>, &[String]),
     ) -> Result<Option<Vec<(A, Option<B>)>>> {
         let fits = |prepared: &tokio_postgres::Statement| {
             Some((
