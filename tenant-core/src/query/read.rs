@@ -205,7 +205,7 @@ fn count_of(row: &sea_orm::QueryResult) -> std::result::Result<u64, sea_orm::DbE
 /// `None` otherwise, before anything has run, and the caller takes the sqlx path.
 #[cfg(feature = "pipeline")]
 pub(super) mod piped {
-    use std::sync::{Mutex, PoisonError};
+    use std::sync::OnceLock;
 
     use sea_orm::{
         ConnectionTrait, Cursor, DbBackend, DbErr, EntityTrait, ExecResult, FromQueryResult,
@@ -323,12 +323,9 @@ pub(super) mod piped {
     pub(in crate::query) async fn cursor_statement<M: FromQueryResult>(
         cursor: &mut Cursor<SelectModel<M>>,
     ) -> Result<Statement> {
-        let recorder = Recorder(Mutex::new(None));
+        let recorder = Recorder(OnceLock::new());
         cursor.all(&recorder).await?;
-        let kept = recorder
-            .0
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let kept = recorder.0.into_inner();
         Ok(kept.ok_or_else(|| DbErr::Custom("SeaORM's cursor sent no statement".into()))?)
     }
 
@@ -344,12 +341,13 @@ pub(super) mod piped {
             .collect()
     }
 
-    /// A connection that runs nothing and keeps the one query it is given.
-    struct Recorder(Mutex<Option<Statement>>);
+    /// A connection that runs nothing and keeps the first query it is given.
+    struct Recorder(OnceLock<Statement>);
 
     impl Recorder {
         fn keep(&self, stmt: Statement) {
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(stmt);
+            // SeaORM's cursor sends one query; a second would be ignored, never run.
+            let _ = self.0.set(stmt);
         }
     }
 
