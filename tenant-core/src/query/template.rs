@@ -16,9 +16,9 @@
 //! from the bound values, so the check fails and nothing is kept.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::sync::{LazyLock, PoisonError, RwLock};
 
+use foldhash::HashMap;
 use sea_orm::{DbBackend, EntityName, EntityTrait, Select, Statement, Value, Values};
 
 /// The operations whose statements are kept.

@@ -118,11 +118,19 @@ where
     if let Some(route) = crate::exec::route(conn, plan.access(), plan.span()).await?
         && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
     {
-        // Boxed: keeps the pipelined path's state out of every write's future.
-        return Box::pin(piped::save(
-            conn, &plan, &route, decoder, am, &access, insert, checked,
-        ))
-        .await;
+        // Boxed: keeps the pipelined path's state out of every write's future. Each mode's
+        // path in a box of its own size: RLS mode's is a third of app-level mode's, whose hooks
+        // may run the statement through SeaORM.
+        let row = piped::Row {
+            access: &access,
+            insert,
+            checked,
+        };
+        return if route.binds() {
+            Box::pin(piped::save_bound(conn, &plan, &route, decoder, am, row)).await
+        } else {
+            Box::pin(piped::save_unbound(conn, &plan, &route, decoder, am, row)).await
+        };
     }
     let plan = &plan;
     // Boxed, as `in_unit!` is.
@@ -753,20 +761,23 @@ mod piped {
         Ok(DbBackend::Postgres.build(query.as_query()))
     }
 
-    /// An insert or an update by key, with its hooks (see the module's docs).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the sqlx path's state, handed over once it chose the pipeline"
-    )]
-    pub(super) async fn save<A, C>(
+    /// What a save writes besides the model: whom for, whether it inserts, and the tenant the
+    /// row already carried (checked by the caller).
+    #[derive(Clone, Copy)]
+    pub(super) struct Row<'a> {
+        pub(super) access: &'a Access,
+        pub(super) insert: bool,
+        pub(super) checked: Option<crate::TenantId>,
+    }
+
+    /// An insert or an update by key in app-level mode, with its hooks (see the module's docs).
+    pub(super) async fn save_unbound<A, C>(
         conn: &C,
         plan: &Plan,
         route: &Route<'_>,
         decoder: &Decoder<ModelOf<A>>,
         am: A,
-        access: &Access,
-        insert: bool,
-        checked: Option<crate::TenantId>,
+        row: Row<'_>,
     ) -> Result<ModelOf<A>>
     where
         A: ActiveModelTrait + ActiveModelBehavior + Send,
@@ -774,42 +785,59 @@ mod piped {
         ModelOf<A>: IntoActiveModel<A>,
         C: TenantConnection,
     {
+        let Row {
+            access,
+            insert,
+            checked,
+        } = row;
         let columns = crate::query::read::piped::columns::<A::Entity>(decoder);
-        if !route.binds() {
-            // The hooks get a unit only if they use the database: a pooled connection is not
-            // taken for nothing.
-            let lazy = Lazy::new(conn, plan.access());
-            let result = async {
-                let mut am = am.before_save(&lazy, insert).await?;
-                hold(conn, &mut am, access, insert, checked).await?;
-                let written = match save_sql(plan, &am, insert) {
-                    Some(sql) => route.write_models(&sql, decoder, columns).await?,
-                    None => None,
-                };
-                let model = match written {
-                    Some(rows) => saved::<A>(rows, insert)?,
-                    None => save_statement(&lazy, plan, am, insert).await?,
-                };
-                Ok(A::after_save(model, &lazy, insert).await?)
-            }
-            .await;
-            return lazy.finish(result).await;
+        // The hooks get a unit only if they use the database: a pooled connection is not
+        // taken for nothing.
+        let lazy = Lazy::new(conn, plan.access());
+        let result = async {
+            let mut am = am.before_save(&lazy, insert).await?;
+            hold(conn, &mut am, access, insert, checked).await?;
+            let written = match save_sql(plan, &am, insert) {
+                Some(sql) => route.write_models(&sql, decoder, columns).await?,
+                None => None,
+            };
+            let model = match written {
+                Some(rows) => saved::<A>(rows, insert)?,
+                None => save_statement(&lazy, plan, am, insert).await?,
+            };
+            Ok(A::after_save(model, &lazy, insert).await?)
         }
+        .await;
+        lazy.finish(result).await
+    }
 
+    /// An insert or an update by key in RLS mode, with its hooks (see the module's docs).
+    pub(super) async fn save_bound<A, C>(
+        conn: &C,
+        plan: &Plan,
+        route: &Route<'_>,
+        decoder: &Decoder<ModelOf<A>>,
+        am: A,
+        row: Row<'_>,
+    ) -> Result<ModelOf<A>>
+    where
+        A: ActiveModelTrait + ActiveModelBehavior + Send,
+        A::Entity: TenantScoped,
+        ModelOf<A>: IntoActiveModel<A>,
+        C: TenantConnection,
+    {
+        let Row {
+            access,
+            insert,
+            checked,
+        } = row;
+        let columns = crate::query::read::piped::columns::<A::Entity>(decoder);
         let lazy = Lazy::new(conn, plan.access());
         let hooked = am.before_save(&lazy, insert).await;
         if let Some(unit) = lazy.into_unit() {
-            // `before_save` used the database: the write goes on in its unit, on sqlx.
-            let result = {
-                let exec = &unit.exec();
-                async {
-                    let mut am = hooked?;
-                    hold(conn, &mut am, access, insert, checked).await?;
-                    save_statement(exec, plan, am, insert).await
-                }
-                .await
-            };
-            let model = unit.finish(result).await?;
+            // `before_save` used the database: the write goes on in its unit, on sqlx. Boxed:
+            // SeaORM's statement future would be most of this one's size.
+            let model = Box::pin(save_in_unit(conn, plan, unit, hooked, row)).await?;
             return after_save_committed::<A, C>(conn, plan, model, insert).await;
         }
         let mut am = hooked?;
@@ -826,6 +854,32 @@ mod piped {
             None => in_unit!(plan, conn, |exec| save_statement(exec, plan, am, insert))?,
         };
         after_save_committed::<A, C>(conn, plan, model, insert).await
+    }
+
+    /// The rest of a save whose `before_save` opened `unit`: the statement in it, committed.
+    async fn save_in_unit<A, C>(
+        conn: &C,
+        plan: &Plan,
+        unit: crate::exec::Unit<'_>,
+        hooked: std::result::Result<A, sea_orm::DbErr>,
+        row: Row<'_>,
+    ) -> Result<ModelOf<A>>
+    where
+        A: ActiveModelTrait + ActiveModelBehavior + Send,
+        A::Entity: TenantScoped,
+        ModelOf<A>: IntoActiveModel<A>,
+        C: TenantConnection,
+    {
+        let result = {
+            let exec = &unit.exec();
+            async {
+                let mut am = hooked?;
+                hold(conn, &mut am, row.access, row.insert, row.checked).await?;
+                save_statement(exec, plan, am, row.insert).await
+            }
+            .await
+        };
+        unit.finish(result).await
     }
 
     /// A delete by the model's key, with its hooks (see the module's docs).
