@@ -152,25 +152,34 @@ pub(crate) async fn count_all<E: Tenancy, C: TenantConnection>(conn: &C) -> Resu
     })
 }
 
-/// `SELECT .. WHERE <key> [AND <tenant>] LIMIT 1` for `key` under `plan`, as SeaORM's
-/// `find_by_id(key).filter(..).one(..)` builds it; kept once built.
+/// `SELECT .. WHERE <key> AND <tenant>` for `key` under `plan`, as SeaORM's
+/// `find_by_id(key).filter(..)` builds it, or with SeaORM's `LIMIT 1` (its `one`) when no tenant
+/// predicate applies; kept once built.
+///
+/// The key and the tenant match one row at most (the primary key is unique, and in the
+/// distributed form `(tenant, key)` is), so the scoped statement leaves out the `Limit` node
+/// PostgreSQL would otherwise set up on every execution. Without the predicate (a system
+/// scope, a global entity) the distributed form may hold the key once per tenant: `LIMIT 1`
+/// stays.
 pub(crate) fn get_statement<E: Tenancy>(
     plan: &Plan,
     key: &sea_orm::sea_query::ValueTuple,
     backend: DbBackend,
 ) -> sea_orm::Statement {
-    // Sized once: the key, the tenant and the limit.
-    let mut values: Vec<Value> = Vec::with_capacity(key.arity() + 2);
-    values.extend(key.clone());
-    values.extend(plan.tenant_value());
-    // SeaORM's `one` adds `LIMIT 1`, a bound value.
-    values.push(Value::from(1_u64));
     let scoped = plan.is_scoped();
+    // Sized once: the key, and the tenant or the limit.
+    let mut values: Vec<Value> = Vec::with_capacity(key.arity() + 1);
+    values.extend(key.clone());
+    match plan.tenant_value() {
+        Some(tenant) if scoped => values.push(tenant),
+        // SeaORM's `one` adds `LIMIT 1`, a bound value.
+        _ => values.push(Value::from(1_u64)),
+    }
     template::statement::<E>(Shape::Get, backend, scoped, values, || {
         let key = KeyOf::<E>::from_value_tuple(key.clone());
         #[expect(clippy::disallowed_methods, reason = "the plan adds the predicate")]
-        let select = <E as EntityTrait>::find_by_id(key);
-        plan.apply(select).limit(1).build(backend)
+        let select = plan.apply(<E as EntityTrait>::find_by_id(key));
+        if scoped { select } else { select.limit(1) }.build(backend)
     })
 }
 
