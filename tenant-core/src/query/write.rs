@@ -119,8 +119,8 @@ where
         && let Some(decoder) = <A::Entity as crate::Tenancy>::__pg_decoder()
     {
         // Boxed: keeps the pipelined path's state out of every write's future. Each mode's
-        // path in a box of its own size: RLS mode's is a third of app-level mode's, whose hooks
-        // may run the statement through SeaORM.
+        // path in a box of its own size: app-level mode's holds SeaORM's statement future
+        // (hooks may run the statement through SeaORM), and RLS mode's need not.
         let row = piped::Row {
             access: &access,
             insert,
