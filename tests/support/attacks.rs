@@ -337,6 +337,27 @@ pub(crate) async fn the_shadow_captures_nothing(env: &Env, globex_posts: &mut Ve
     );
 }
 
+/// A filter globex writes in SQL that names the table itself reads the real table, not the
+/// shadow: the pin covers what the query rewriting never sees, which naming the schema in the
+/// statements this crate builds would not. Read through the shadow, the `EXISTS` would hold and
+/// return every globex post; read through `public.post`, no post is `planted`.
+pub(crate) async fn a_filter_written_in_sql_reads_the_real_table(env: &Env, at: &str) {
+    use sea_orm::QueryFilter as _;
+    let planted =
+        sea_orm::sea_query::Expr::cust("EXISTS (SELECT 1 FROM post WHERE slug = 'planted')");
+    let seen = tenant::scope(
+        env.globex,
+        post::Entity::find().filter(planted).all(&env.db),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{at}: read: {e}"));
+    assert!(
+        seen.is_empty(),
+        "{at}: the filter's own `post` was the shadow ({} rows)",
+        seen.len()
+    );
+}
+
 /// A temporary `post` and then a session `search_path` putting `pg_temp` first, left on the one
 /// pooled connection through the escape hatch, capture none of globex's scoped writes and reads.
 pub(crate) async fn session_objects_on_the_pooled_connection_capture_nothing(env: &Env) {
@@ -347,11 +368,13 @@ pub(crate) async fn session_objects_on_the_pooled_connection_capture_nothing(env
     hatch.execute_unprepared(SHADOW).await.unwrap();
     let mut globex = s.globex.to_vec();
     the_shadow_captures_nothing(env, &mut globex, "temporary table").await;
+    a_filter_written_in_sql_reads_the_real_table(env, "temporary table").await;
     hatch
         .execute_unprepared("SET search_path = pg_temp, public")
         .await
         .unwrap();
     the_shadow_captures_nothing(env, &mut globex, "session search_path").await;
+    a_filter_written_in_sql_reads_the_real_table(env, "session search_path").await;
     // The shadow is still there and untouched: the connection was the same one throughout.
     let shadow = hatch
         .query_one_raw(sea_orm::Statement::from_string(
